@@ -1,0 +1,1 @@
+"""The pagestream operator: reconciles PageAnalyticsPipeline resources (see issue 5)."""

@@ -1,0 +1,1 @@
+"""The pagestream traffic simulator (see issue 3)."""

@@ -1,0 +1,1 @@
+"""The pagestream Spark Structured Streaming job (see issue 4)."""
