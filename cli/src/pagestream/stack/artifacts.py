@@ -1,0 +1,171 @@
+"""Pinned third-party artifacts, fetched or built once into the cache.
+
+Maven resolves the Kafka broker and the Spark connector jars from the poms in ``tools/maven``;
+Go builds kube-apiserver, etcd, kube-controller-manager and helm from the wrapper modules in
+``tools/go``. Every cache entry is keyed by a digest of its recipe, and is written to a
+temporary folder first and renamed into place, so an interrupted fetch never looks complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pagestream.stack.errors import StackError
+from pagestream.stack.paths import TOOLS_DIR, content_key
+
+log = logging.getLogger(__name__)
+
+
+def _run(
+    argv: list[str], *, what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    log.info("%s: %s", what, " ".join(argv))
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().splitlines()[-40:]
+        raise StackError(
+            f"{what} failed (exit {proc.returncode}):\n" + "\n".join(out),
+            hint="check that the package registries are reachable, then run `make bootstrap` again",
+        )
+
+
+def _require(binary: str, hint: str) -> str:
+    path = shutil.which(binary)
+    if not path:
+        raise StackError(f"`{binary}` is not on PATH", hint=hint)
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # another process won the race; theirs is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    os.replace(tmp, final)
+
+
+# --- Maven -----------------------------------------------------------------------------------
+
+
+def maven_jars(cache: Path, recipe: str) -> Path:
+    """Resolve ``tools/maven/<recipe>/pom.xml`` and return the folder holding its runtime jars."""
+    pom = TOOLS_DIR / "maven" / recipe / "pom.xml"
+    version = re.search(r"<version>([^<]+)</version>", pom.read_text())
+    final = cache / "maven" / f"{recipe}-{version.group(1) if version else 'x'}-{content_key(pom)}"
+    if (final / ".complete").exists():
+        return final
+    mvn = _require("mvn", "install Maven (Debian package `maven`) or run `make bootstrap`")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{recipe}-", dir=final.parent))
+    _run(
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ],
+        what=f"fetching {recipe} jars with Maven",
+    )
+    (tmp / ".complete").write_text("")
+    _publish(tmp, final)
+    return final
+
+
+def classpath(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jar"))
+
+
+# --- Go --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoToolset:
+    """A wrapper module under ``tools/go/<name>`` and the commands built from it."""
+
+    name: str
+    packages: tuple[str, ...]
+
+    @property
+    def module_dir(self) -> Path:
+        return TOOLS_DIR / "go" / self.name
+
+    def required_version(self, module: str) -> str:
+        gomod = (self.module_dir / "go.mod").read_text()
+        m = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", gomod, re.M)
+        if not m:
+            raise StackError(f"{module} is not required by {self.module_dir}/go.mod")
+        return m.group(1)
+
+    def ldflags(self) -> str:
+        flags = ["-s", "-w"]
+        if self.name == "k8s":
+            v = self.required_version("k8s.io/kubernetes")
+            major, minor = v.lstrip("v").split(".")[:2]
+            # Without these /version reports v0.0.0 and charts' kubeVersion checks fail.
+            for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+                flags += [
+                    f"-X {pkg}.gitVersion={v}",
+                    f"-X {pkg}.gitMajor={major}",
+                    f"-X {pkg}.gitMinor={minor}",
+                    f"-X {pkg}.gitTreeState=clean",
+                ]
+        elif self.name == "helm":
+            v = self.required_version("helm.sh/helm/v3")
+            kube = self.required_version("k8s.io/client-go")  # v0.37.x -> Kubernetes 1.37
+            flags += [
+                f"-X helm.sh/helm/v3/internal/version.version={v}",
+                "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+                f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={kube.split('.')[1]}",
+            ]
+        return " ".join(flags)
+
+    def cache_key(self) -> str:
+        return content_key(
+            self.module_dir / "go.mod", self.module_dir / "go.sum", self.ldflags(), *self.packages
+        )
+
+
+K8S_TOOLS = GoToolset(
+    "k8s",
+    (
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "go.etcd.io/etcd/server/v3",
+    ),
+)
+HELM_TOOLS = GoToolset("helm", ("helm.sh/helm/v3/cmd/helm",))
+
+
+def go_binaries(cache: Path, toolset: GoToolset) -> Path:
+    """Build the toolset's commands once; return the folder holding them."""
+    final = cache / "go" / f"{toolset.name}-{toolset.cache_key()}"
+    if (final / ".complete").exists():
+        return final
+    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{toolset.name}-", dir=final.parent))
+    env = dict(os.environ, GOFLAGS="-buildvcs=false")
+    _run(
+        [go, "build", "-ldflags", toolset.ldflags(), "-o", str(tmp) + "/", *toolset.packages],
+        what=f"building {toolset.name} tools with Go (10-20 minutes the first time)",
+        cwd=toolset.module_dir,
+        env=env,
+    )
+    # go.etcd.io/etcd/server/v3 builds a binary named after its module, not "etcd".
+    for built in ("server", "v3"):
+        if (tmp / built).exists():
+            (tmp / built).rename(tmp / "etcd")
+    (tmp / ".complete").write_text("")
+    _publish(tmp, final)
+    return final

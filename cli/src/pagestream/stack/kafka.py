@@ -1,0 +1,167 @@
+"""A single-node Apache Kafka 4.x broker in KRaft mode (combined broker + controller)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pagestream.stack.artifacts import classpath, maven_jars
+from pagestream.stack.errors import StackError
+from pagestream.stack.paths import StackPaths
+from pagestream.stack.process import ManagedProcess, port_open, wait_until
+
+LOG4J2_CONFIG = """\
+Configuration:
+  status: warn
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: INFO
+      - name: state.change.logger
+        level: WARN
+"""
+
+
+def java_binary() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise StackError(
+            "`java` is not on PATH", hint="Kafka 4.x needs Java 17+: install openjdk-17"
+        )
+    return java
+
+
+@dataclass
+class Kafka:
+    paths: StackPaths
+    port: int
+    controller_port: int
+    heap: str = "512m"
+
+    @property
+    def home(self) -> Path:
+        return self.paths.component_dir("kafka")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess("kafka", self.home / "kafka.pid", self.paths.logs / "kafka.log")
+
+    def ensure_installed(self) -> Path:
+        return maven_jars(self.paths.cache, "kafka")
+
+    def server_properties(self) -> str:
+        data = self.home / "data"
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=1",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                # Big enough for the benchmark backlogs, small enough for a laptop disk.
+                "log.retention.bytes=8589934592",
+                "log.segment.bytes=268435456",
+                "",
+            ]
+        )
+
+    def _java(self, jars: Path, main: str, *args: str) -> list[str]:
+        cp = ":".join(str(j) for j in classpath(jars))
+        return [
+            java_binary(),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.paths.logs}",
+            "-cp",
+            cp,
+            main,
+            *args,
+        ]
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        jars = self.ensure_installed()
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = self.home / "server.properties"
+        config.write_text(self.server_properties())
+        (self.home / "log4j2.yaml").write_text(LOG4J2_CONFIG)
+        if not (self.home / "data" / "meta.properties").exists():
+            cluster_id = _kafka_uuid()
+            proc = subprocess.run(
+                self._java(
+                    jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+        proc_ = self.process
+        proc_.start(self._java(jars, "kafka.Kafka", str(config)))
+        wait_until(
+            self.healthy,
+            timeout=timeout,
+            what=f"Kafka broker on {self.bootstrap_servers}",
+            alive=proc_.running,
+            log_path=proc_.log_file,
+            interval=0.5,
+        )
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def healthy(self) -> bool:
+        if not port_open(self.port):
+            return False
+        # The port opens before the broker has joined its own quorum; metadata proves it serves.
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            md = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+        except Exception:
+            return False
+        return bool(md.brokers)
+
+    def stop(self) -> None:
+        # A controlled shutdown moves leadership and flushes logs; give it time before SIGKILL.
+        self.process.stop(timeout=60)
+
+
+def _kafka_uuid() -> str:
+    """Kafka cluster ids are 16 random bytes in URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,342 @@
+"""A real Kubernetes API for tests: etcd + kube-apiserver, started the way controller-runtime's
+envtest starts them (RBAC on, a client-certificate admin, a kubeconfig written for tests and for
+``kubectl``). There is no kubelet, so pods never run. kube-controller-manager is optional: it
+brings garbage collection of owner-referenced objects and namespace deletion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pagestream.stack.artifacts import K8S_TOOLS, go_binaries
+from pagestream.stack.paths import StackPaths
+from pagestream.stack.process import ManagedProcess, port_open, wait_until
+
+ADMIN_USER = "pagestream-admin"
+
+
+# --- certificates ----------------------------------------------------------------------------
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA, the apiserver's serving cert, an admin client cert and the service-account keys."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    later = now + dt.timedelta(days=365)
+
+    def key_pem(key: Any) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def name(cn: str, org: str | None = None) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        if org:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+        return x509.Name(attrs)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("pagestream-local-ca"))
+        .issuer_name(name("pagestream-local-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(
+        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
+
+    serving = leaf(
+        name("kube-apiserver"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"),
+            x509.DNSName("kubernetes.default.svc"),
+        ],
+    )
+    admin = leaf(name(ADMIN_USER, "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    files = {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "apiserver.crt": serving[0],
+        "apiserver.key": serving[1],
+        "admin.crt": admin[0],
+        "admin.key": admin[1],
+        "sa.key": key_pem(sa_key),
+        "sa.pub": sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    }
+    for filename, data in files.items():
+        (pki / filename).write_bytes(data)
+        (pki / filename).chmod(0o600)
+    (pki / ".complete").write_text("")
+
+
+# --- the control plane -----------------------------------------------------------------------
+
+
+@dataclass
+class KubeControlPlane:
+    paths: StackPaths
+    apiserver_port: int
+    etcd_port: int
+    etcd_peer_port: int
+    controller_manager_port: int | None = None  # None: run without kube-controller-manager
+
+    @property
+    def home(self) -> Path:
+        return self.paths.component_dir("kube")
+
+    @property
+    def pki(self) -> Path:
+        return self.home / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.home / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    def _proc(self, name: str) -> ManagedProcess:
+        return ManagedProcess(name, self.home / f"{name}.pid", self.paths.logs / f"{name}.log")
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """All processes this control plane may run, in start order (whether asked for or not,
+        so that stopping never leaves a controller manager behind)."""
+        return [self._proc(n) for n in ("etcd", "kube-apiserver", "kube-controller-manager")]
+
+    def ensure_installed(self) -> Path:
+        return go_binaries(self.paths.cache, K8S_TOOLS)
+
+    def start(self, *, timeout: float = 120.0) -> None:
+        bins = self.ensure_installed()
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not (self.pki / ".complete").exists():
+            _write_pki(self.pki)
+        self._write_kubeconfig()
+        self._start_etcd(bins, timeout)
+        self._start_apiserver(bins, timeout)
+        if self.controller_manager_port is not None:
+            self._start_controller_manager(bins, timeout)
+
+    def _start_etcd(self, bins: Path, timeout: float) -> None:
+        proc = self._proc("etcd")
+        peer = f"http://127.0.0.1:{self.etcd_peer_port}"
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        proc.start(
+            [
+                str(bins / "etcd"),
+                "--name=pagestream",
+                f"--data-dir={self.home / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=pagestream={peer}",
+                # Test data: speed over durability, as envtest does.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ]
+        )
+        wait_until(
+            lambda: _http_ok(f"{client}/health"),
+            timeout=timeout,
+            what=f"etcd on {client}",
+            alive=proc.running,
+            log_path=proc.log_file,
+        )
+
+    def _start_apiserver(self, bins: Path, timeout: float) -> None:
+        proc = self._proc("kube-apiserver")
+        pki = self.pki
+        proc.start(
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--secure-port={self.apiserver_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                f"--service-account-issuer=https://127.0.0.1:{self.apiserver_port}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                # No controller creates service-account tokens for pods here (there are none).
+                "--disable-admission-plugins=ServiceAccount",
+                "--profiling=false",
+                "--v=0",
+            ]
+        )
+        wait_until(
+            lambda: self.healthy(),
+            timeout=timeout,
+            what=f"kube-apiserver on {self.server}",
+            alive=proc.running,
+            log_path=proc.log_file,
+            interval=0.5,
+        )
+
+    def _start_controller_manager(self, bins: Path, timeout: float) -> None:
+        assert self.controller_manager_port is not None
+        proc = self._proc("kube-controller-manager")
+        proc.start(
+            [
+                str(bins / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                # Only what tests rely on: owner-reference cleanup and namespace deletion.
+                "--controllers=garbage-collector-controller,namespace-controller",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.controller_manager_port}",
+                f"--cert-dir={self.home / 'kcm-certs'}",
+                "--v=0",
+            ]
+        )
+        wait_until(
+            lambda: port_open(self.controller_manager_port or 0),
+            timeout=timeout,
+            what="kube-controller-manager",
+            alive=proc.running,
+            log_path=proc.log_file,
+        )
+
+    def _write_kubeconfig(self) -> None:
+        import base64
+
+        def b64(name: str) -> str:
+            return base64.b64encode((self.pki / name).read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "pagestream-local",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64("ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": ADMIN_USER,
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "pagestream-local",
+                    "context": {
+                        "cluster": "pagestream-local",
+                        "user": ADMIN_USER,
+                        "namespace": "default",
+                    },
+                }
+            ],
+            "current-context": "pagestream-local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(
+            f"{self.server}{path}", context=self.ssl_context(), timeout=5
+        ) as r:
+            return json.load(r)
+
+    def running(self) -> bool:
+        return any(p.running() for p in self.processes)
+
+    def healthy(self) -> bool:
+        if not port_open(self.apiserver_port):
+            return False
+        try:
+            with urllib.request.urlopen(
+                f"{self.server}/readyz", context=self.ssl_context(), timeout=5
+            ) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout=30)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
