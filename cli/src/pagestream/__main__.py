@@ -1,0 +1,5 @@
+import sys
+
+from pagestream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""The `pagestream` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pagestream.stack.errors import StackError
+from pagestream.stack.paths import StackPaths
+from pagestream.stack.stack import COMPONENTS, DEFAULT_COMPONENTS, LocalStack
+from pagestream_common.logs import configure_logging
+
+log = logging.getLogger("pagestream")
+
+
+def _stack(args: argparse.Namespace) -> LocalStack:
+    return LocalStack(
+        StackPaths.default(), with_controller_manager=getattr(args, "controller_manager", False)
+    )
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stack.up(tuple(args.components) or DEFAULT_COMPONENTS)
+    return cmd_stack_status(args)
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    _stack(args).down(tuple(args.components) or None)
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    status = stack.status()
+    if not status:
+        print("no local stack here yet: run `pagestream stack up`")
+        return 0
+    for name, healthy in status.items():
+        print(f"{name:<11} {'up' if healthy else 'down':<5} {_endpoint(stack, name)}")
+    print(f"logs:       {stack.paths.logs}")
+    return 0
+
+
+def _endpoint(stack: LocalStack, name: str) -> str:
+    if name == "kafka":
+        return f"bootstrap.servers={stack.kafka().bootstrap_servers}"
+    if name == "postgres":
+        return f"postgresql://postgres@127.0.0.1:{stack.postgres().port}/pagestream"
+    if name == "prometheus":
+        return stack.prometheus().url
+    if name == "kube":
+        return f"KUBECONFIG={stack.kube().kubeconfig}"
+    return ""
+
+
+def cmd_stack_env(args: argparse.Namespace) -> int:
+    """Shell exports for the running stack: `eval "$(pagestream stack env)"`."""
+    stack = _stack(args)
+    known = stack.known()
+    if "kafka" in known:
+        print(f"export PAGESTREAM_KAFKA_BOOTSTRAP_SERVERS={stack.kafka().bootstrap_servers}")
+    if "postgres" in known:
+        print(f"export PAGESTREAM_POSTGRES_URL={stack.postgres().url()}")
+    if "prometheus" in known:
+        print(f"export PAGESTREAM_PROMETHEUS_URL={stack.prometheus().url}")
+    if "kube" in known:
+        print(f"export KUBECONFIG={stack.kube().kubeconfig}")
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    """Fetch and build every pinned artifact into the cache, so later starts are offline."""
+    from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS, go_binaries, maven_jars
+
+    paths = StackPaths.default()
+    steps = [
+        ("Kafka broker jars", lambda: maven_jars(paths.cache, "kafka")),
+        ("Spark connector jars", lambda: maven_jars(paths.cache, "spark")),
+    ]
+    if args.kube:
+        steps += [
+            (
+                "kube-apiserver, etcd, kube-controller-manager",
+                lambda: go_binaries(paths.cache, K8S_TOOLS),
+            ),
+            ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
+        ]
+    for i, (what, step) in enumerate(steps, 1):
+        print(f"[{i}/{len(steps)}] {what} ...", flush=True)
+        print(f"      {step()}", flush=True)
+    print(f"cache: {paths.cache}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pagestream.smoke import run_smoke_pipeline
+
+    stack = _stack(args)
+    stack.up(DEFAULT_COMPONENTS)
+    result = run_smoke_pipeline(stack.paths, stack.kafka(), stack.postgres(), events=args.events)
+    print(
+        f"smoke pipeline: produced {result.produced} events to {result.topic}, Spark read "
+        f"{result.read_by_spark}, PostgreSQL holds {result.rows_in_postgres}: "
+        + ("OK" if result.ok else "MISMATCH")
+    )
+    cmd_stack_status(args)
+    print("stop everything with `pagestream down` (or `make down`)")
+    return 0 if result.ok else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _stack(args).down()
+    print("local stack stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagestream",
+        description="Real-time page-view analytics: the local platform and its tools.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the local platform and run the smoke pipeline through it")
+    up.add_argument("--events", type=int, default=1000, help="events the smoke pipeline sends")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop every local component").set_defaults(func=cmd_down)
+
+    inst = sub.add_parser(
+        "install", help="fetch/build the pinned Kafka, Spark, Kubernetes and helm artifacts"
+    )
+    inst.add_argument(
+        "--kube", action="store_true", help="also build kube-apiserver, etcd and helm"
+    )
+    inst.set_defaults(func=cmd_install)
+
+    stack = sub.add_parser("stack", help="manage single local components").add_subparsers(
+        dest="stack_command", required=True, metavar="ACTION"
+    )
+    for name, func, helptext in (
+        ("up", cmd_stack_up, "start components (default: kafka postgres prometheus)"),
+        ("down", cmd_stack_down, "stop components (default: all)"),
+    ):
+        p = stack.add_parser(name, help=helptext)
+        p.add_argument("components", nargs="*", metavar="COMPONENT", help=", ".join(COMPONENTS))
+        p.add_argument(
+            "--controller-manager",
+            action="store_true",
+            help="with kube: also run kube-controller-manager (garbage collection)",
+        )
+        p.set_defaults(func=func)
+    stack.add_parser("status", help="which components run, and where").set_defaults(
+        func=cmd_stack_status
+    )
+    stack.add_parser("env", help="shell exports for the running stack").set_defaults(
+        func=cmd_stack_env
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
