@@ -1,0 +1,75 @@
+"""Pure pieces of the local stack: generated configs, cache keys, build flags, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pagestream.cli import build_parser
+from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS
+from pagestream.stack.kafka import Kafka, _kafka_uuid
+from pagestream.stack.paths import StackPaths, content_key
+from pagestream.stack.prometheus import Prometheus
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> StackPaths:
+    return StackPaths(cache=tmp_path / "cache", state=tmp_path / "state")
+
+
+def test_kafka_config_is_a_single_kraft_node_on_loopback(paths: StackPaths) -> None:
+    props = dict(
+        line.split("=", 1)
+        for line in Kafka(paths, port=19092, controller_port=19093).server_properties().splitlines()
+        if line
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["log.dirs"] == str(paths.state / "kafka" / "data")
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
+        assert props[key] == "1"
+
+
+def test_kafka_cluster_id_is_22_char_urlsafe_base64() -> None:
+    ids = {_kafka_uuid() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 22 and "=" not in i and "+" not in i and "/" not in i for i in ids)
+
+
+def test_prometheus_discovers_targets_from_files(paths: StackPaths) -> None:
+    prom = Prometheus(paths, port=19090, scrape_interval="1s")
+    assert f"files: ['{paths.state / 'prometheus' / 'targets'}/*.json']" in prom.config()
+    prom.set_targets("sim", ["127.0.0.1:8000"], labels={"pipeline": "demo"})
+    written = (prom.targets_dir / "sim.json").read_text()
+    assert '"targets": ["127.0.0.1:8000"]' in written and '"job": "sim"' in written
+    prom.set_targets("sim", [])
+    assert not (prom.targets_dir / "sim.json").exists()
+
+
+def test_content_key_changes_with_any_input(tmp_path: Path) -> None:
+    f = tmp_path / "pom.xml"
+    f.write_text("a")
+    first = content_key(f, "flags")
+    assert content_key(f, "flags") == first
+    assert content_key(f, "other") != first
+    f.write_text("b")
+    assert content_key(f, "flags") != first
+
+
+def test_go_ldflags_carry_the_pinned_versions() -> None:
+    k8s = K8S_TOOLS.ldflags()
+    assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in k8s
+    assert "-X k8s.io/component-base/version.gitMinor=34" in k8s
+    helm = HELM_TOOLS.ldflags()
+    assert "-X helm.sh/helm/v3/internal/version.version=v3.22.0" in helm
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37" in helm
+
+
+def test_cli_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for command in ("up", "down", "install", "stack"):
+        assert f"    {command} " in out
