@@ -1,0 +1,159 @@
+"""The streaming job's configuration: one typed object, and the one mapping between it and the
+command line / environment.
+
+The operator renders a SparkApplication with ``JobConfig.to_args()`` and ``SECRET_ENV``; the job
+parses the same flags with ``JobConfig.from_args()``. Both sides import this module, so a Kubernetes
+run and a local run cannot disagree about names. Secrets never travel as arguments: they come
+from environment variables or files (mounted Kubernetes secrets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+# Environment variables carrying secrets; each also accepts <NAME>_FILE pointing at a file.
+SECRET_ENV = {
+    "kafka_sasl_username": "PAGESTREAM_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "PAGESTREAM_KAFKA_SASL_PASSWORD",
+    "postgres_user": "PAGESTREAM_POSTGRES_USER",
+    "postgres_password": "PAGESTREAM_POSTGRES_PASSWORD",
+    "pii_hash_key": "PAGESTREAM_PII_HASH_KEY",
+}
+
+_DURATION = re.compile(r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
+
+
+class JobConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Secrets:
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    pii_hash_key: str = ""
+
+    def __repr__(self) -> str:  # never print secret values
+        return "Secrets(<redacted>)"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Secrets:
+        values: dict[str, str] = {}
+        for name, var in SECRET_ENV.items():
+            if var in env:
+                values[name] = env[var]
+            elif f"{var}_FILE" in env:
+                try:
+                    values[name] = Path(env[f"{var}_FILE"]).read_text().strip()
+                except OSError as exc:
+                    raise JobConfigError(
+                        f"{var}_FILE: cannot read {env[f'{var}_FILE']}: {exc}"
+                    ) from exc
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Non-secret settings, each one a ``--flag`` of the job (underscores become dashes)."""
+
+    pipeline_name: str
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    postgres_host: str
+    checkpoint_location: str
+    postgres_port: int = 5432
+    postgres_database: str = "pagestream"
+    postgres_schema: str = "pagestream"
+    kafka_starting_offsets: str = "earliest"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    max_offsets_per_trigger: int = 200_000
+    trigger_interval: str = "5 seconds"
+    watermark_delay: str = "2 hours"
+    bot_filtering: bool = True
+    anonymize_ip: bool = True
+    hash_email: bool = True
+    metrics_port: int = 9108
+    report_timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "pipeline_name",
+            "kafka_bootstrap_servers",
+            "kafka_topic",
+            "postgres_host",
+            "checkpoint_location",
+        ):
+            if not getattr(self, name):
+                raise JobConfigError(f"--{_flag(name)} is required")
+        if self.kafka_starting_offsets not in ("earliest", "latest"):
+            raise JobConfigError("--kafka-starting-offsets must be earliest or latest")
+        if self.kafka_security_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"):
+            raise JobConfigError(
+                "--kafka-security-protocol must be PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL"
+            )
+        if self.kafka_sasl_mechanism not in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"):
+            raise JobConfigError(
+                "--kafka-sasl-mechanism must be SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
+            )
+        if self.max_offsets_per_trigger < 1:
+            raise JobConfigError("--max-offsets-per-trigger must be at least 1")
+        for name in ("trigger_interval", "watermark_delay"):
+            if not _DURATION.match(getattr(self, name)):
+                raise JobConfigError(
+                    f"--{_flag(name)} must look like '5 seconds', '10 minutes' or '2 hours'"
+                )
+        if not 1 <= self.metrics_port <= 65535:
+            raise JobConfigError("--metrics-port must be a TCP port (1-65535)")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.postgres_schema):
+            raise JobConfigError("--postgres-schema must be a lower-case SQL identifier")
+
+    def to_args(self) -> list[str]:
+        """The job's command-line arguments, in declaration order (stable for golden files)."""
+        args: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                args.append(f"--{_flag(f.name)}" if value else f"--no-{_flag(f.name)}")
+            else:
+                args += [f"--{_flag(f.name)}", str(value)]
+        return args
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog="pagestream-job", description="pagestream streaming job"
+        )
+        for f in fields(cls):
+            flag = f"--{_flag(f.name)}"
+            if f.type in ("bool", bool):
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            else:
+                conv = int if f.type in ("int", int) else str
+                required = f.default is MISSING
+                parser.add_argument(
+                    flag, type=conv, required=required, default=None if required else f.default
+                )
+        return parser
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str]) -> JobConfig:
+        ns = cls.parser().parse_args(list(argv))
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+    @classmethod
+    def from_env_and_args(
+        cls, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> tuple[JobConfig, Secrets]:
+        return cls.from_args(argv), Secrets.from_env(os.environ if env is None else env)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
