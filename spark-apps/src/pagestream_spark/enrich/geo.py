@@ -1,0 +1,263 @@
+"""IP address → country, and IP anonymisation.
+
+Data: the offline GeoLite2-Country tables that the geoip2fast wheel ships
+(`geoip2fast-ipv6.dat.gz`: IPv4 and IPv6 networks, country level only). The installed package
+holds no city or region data (its city files are a separate download), so `region` and `city`
+are always None; the `Location` type keeps the fields so a city database can be added later
+without changing the output schema.
+
+Why not call `GeoIP2Fast.lookup` per address: it costs ~10 µs of Python per call, and a batch
+has 10^4-10^5 distinct addresses. Here the IPv4 networks are flattened once into sorted numpy
+arrays (first address, last address, country index) and a whole batch is located with one
+`np.searchsorted`. IPv6 (rare in page views) is located by `bisect` over the same tables, the
+algorithm geoip2fast itself uses.
+
+Two deliberate differences from `GeoIP2Fast.lookup` (both tested):
+- geoip2fast flags country index 15 as private (an off-by-one: its table has 15 reserved
+  entries, indices 0-14), so every Andorran network comes back as "--"; here they are "AD".
+- only canonical dotted quads are IPv4 ("1.2.3", "127.1" and "010.0.0.1", which
+  `socket.inet_aton` accepts with octal/short-form rules, are invalid here).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+UNKNOWN_COUNTRY_CODE = "ZZ"  # ISO 3166 user-assigned code, the CLDR convention for "unknown"
+UNKNOWN_COUNTRY_NAME = "Unknown"
+GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
+
+_MAX_IP_CHARS = 64  # longest IPv6 text with a zone id is well below this
+# A canonical dotted quad: no leading zeros (which inet_aton would read as octal), no short forms.
+_OCTET = r"25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d"
+_IPV4_DOTTED_QUAD = "^" + r"\.".join(f"(?P<o{i}>{_OCTET})" for i in range(4)) + "$"
+_IPV4_LIMIT = 1 << 32
+_IPV4_DOTTED_QUAD_RE = re.compile(_IPV4_DOTTED_QUAD)
+
+
+class Location(NamedTuple):
+    country_code: str
+    country_name: str
+    region: str | None
+    city: str | None
+
+
+UNKNOWN_LOCATION = Location(UNKNOWN_COUNTRY_CODE, UNKNOWN_COUNTRY_NAME, None, None)
+
+
+@dataclass(frozen=True)
+class LocatedIps:
+    """Column-oriented result of `locate_ips`: one entry per input address."""
+
+    country_code: np.ndarray  # object array of str
+    country_name: np.ndarray  # object array of str
+    region: np.ndarray  # object array of None (no region data shipped)
+    city: np.ndarray  # object array of None (no city data shipped)
+
+    def __len__(self) -> int:
+        return len(self.country_code)
+
+    def locations(self) -> list[Location]:
+        return [
+            Location(code, name, region, city)
+            for code, name, region, city in zip(
+                self.country_code, self.country_name, self.region, self.city, strict=True
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class _CountryTables:
+    codes: np.ndarray  # object array: country index → ISO code, "ZZ" for reserved entries
+    names: np.ndarray  # object array: country index → English name, "Unknown" for reserved
+    v4_first: np.ndarray  # int64, sorted first address of each IPv4 network
+    v4_last: np.ndarray  # int64, last address of each IPv4 network
+    v4_country: np.ndarray  # int32 country index of each IPv4 network
+    v6_first: list[int]  # sorted first address of each IPv6 network (Python ints: 128 bits)
+    v6_last: list[int]
+    v6_country: list[int]
+
+
+@cache
+def _tables() -> _CountryTables:
+    # geoip2fast sets PYTHONWARNINGS=ignore in the environment when imported, which would
+    # silently change every subprocess this process starts (Spark's Python workers included).
+    saved_warnings = os.environ.get("PYTHONWARNINGS")
+    try:
+        with warnings.catch_warnings():
+            # geoip2fast.py has invalid escape sequences ('\\.' in plain strings): compiling it
+            # without a cached .pyc warns (DeprecationWarning on 3.11, SyntaxWarning from 3.12),
+            # and under -W error, as in our test suite, that warning becomes a SyntaxError.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            import geoip2fast.geoip2fast as geoip2fast_module
+            from geoip2fast import GeoIP2Fast
+
+        # geoip2fast keeps its tables in module globals, so copy them right after loading:
+        # another GeoIP2Fast(...) in this process would replace them.
+        GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA_FILE)
+        country_entries = list(geoip2fast_module.mainListNamesCountry)
+        first_chunks = list(geoip2fast_module.mainListFirstIP)
+        netlen_chunks = list(geoip2fast_module.mainListNetlength)
+        country_chunks = list(geoip2fast_module.mainListIDCountryCodes)
+    finally:
+        if saved_warnings is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved_warnings
+
+    codes, names = [], []
+    for entry in country_entries:
+        code, _, name = entry.partition(":")
+        # Reserved ranges (private, loopback, multicast...) are numbered "01".."14", "99".
+        if len(code) == 2 and code.isalpha() and code.isupper():
+            codes.append(code)
+            names.append(name)
+        else:
+            codes.append(UNKNOWN_COUNTRY_CODE)
+            names.append(UNKNOWN_COUNTRY_NAME)
+
+    v4_first, v4_last, v4_country = [], [], []
+    v6_first, v6_last, v6_country = [], [], []
+    for firsts, netlens, countries in zip(first_chunks, netlen_chunks, country_chunks, strict=True):
+        for first, netlen, country in zip(firsts, netlens, countries, strict=True):
+            if first < _IPV4_LIMIT:
+                v4_first.append(first)
+                v4_last.append(first + (1 << (32 - netlen)) - 1)
+                v4_country.append(country)
+            else:
+                v6_first.append(first)
+                v6_last.append(first + (1 << (128 - netlen)) - 1)
+                v6_country.append(country)
+    return _CountryTables(
+        codes=np.array(codes, dtype=object),
+        names=np.array(names, dtype=object),
+        v4_first=np.array(v4_first, dtype=np.int64),
+        v4_last=np.array(v4_last, dtype=np.int64),
+        v4_country=np.array(v4_country, dtype=np.int32),
+        v6_first=v6_first,
+        v6_last=v6_last,
+        v6_country=v6_country,
+    )
+
+
+def ipv4_to_int(ips: Sequence[object]) -> np.ndarray:
+    """Each canonical dotted-quad IPv4 address as an int64, anything else (IPv6, garbage, None)
+    as -1. Vectorised with Arrow's RE2 and casts, no Python per address."""
+    texts = pa.array([ip if isinstance(ip, str) else None for ip in ips], type=pa.string())
+    octets = pc.extract_regex(pc.utf8_trim_whitespace(texts), _IPV4_DOTTED_QUAD)
+    value = np.zeros(len(texts), dtype=np.int64)
+    for shift, field in zip((24, 16, 8, 0), ("o0", "o1", "o2", "o3"), strict=True):
+        part = pc.cast(pc.struct_field(octets, field), pa.int64())
+        value |= np.asarray(part.fill_null(0).to_numpy(zero_copy_only=False)) << shift
+    matched = np.asarray(pc.is_valid(octets).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.where(matched, value, -1)
+
+
+def _country_index_v4(addresses: np.ndarray) -> np.ndarray:
+    """Country index for each IPv4 integer (-1 → not found)."""
+    tables = _tables()
+    position = np.searchsorted(tables.v4_first, addresses, side="right") - 1
+    safe_position = np.clip(position, 0, None)
+    found = (addresses >= 0) & (position >= 0) & (addresses <= tables.v4_last[safe_position])
+    return np.where(found, tables.v4_country[safe_position], -1)
+
+
+def _country_index_other(ip: object) -> int:
+    """Country index of a non-dotted-quad address (IPv6 and IPv4-mapped IPv6), -1 if unknown."""
+    if not isinstance(ip, str) or ":" not in ip or len(ip) > _MAX_IP_CHARS:
+        return -1
+    try:
+        address = ipaddress.IPv6Address(ip.strip())
+    except ValueError:
+        return -1
+    if address.ipv4_mapped is not None:
+        return int(_country_index_v4(np.array([int(address.ipv4_mapped)], dtype=np.int64))[0])
+    if not address.is_global:
+        # Loopback, link-local, unique-local, documentation... and the small integers that
+        # geoip2fast would otherwise compare against its IPv4 table.
+        return -1
+    value = int(address)
+    tables = _tables()
+    position = bisect.bisect_right(tables.v6_first, value) - 1
+    if position < 0 or value > tables.v6_last[position]:
+        return -1
+    return tables.v6_country[position]
+
+
+def locate_ips(ips: Sequence[object]) -> LocatedIps:
+    """Country (ISO code and English name) of every address in `ips`, in order. Unknown,
+    private, reserved and invalid addresses (and None, False, garbage) get "ZZ"/"Unknown".
+    `region` and `city` are None: the shipped data is country level."""
+    tables = _tables()
+    ip_values = list(ips)
+    country = _country_index_v4(ipv4_to_int(ip_values))
+    for position in np.flatnonzero(country < 0):
+        country[position] = _country_index_other(ip_values[position])
+    # Index -1 (not found) reads the last entry; mask it to unknown explicitly.
+    found = country >= 0
+    country_code = np.where(found, tables.codes[country], UNKNOWN_COUNTRY_CODE).astype(object)
+    country_name = np.where(found, tables.names[country], UNKNOWN_COUNTRY_NAME).astype(object)
+    nothing = np.full(len(ip_values), None, dtype=object)
+    return LocatedIps(country_code, country_name, nothing, nothing.copy())
+
+
+def locate_ip(ip: object) -> Location:
+    """`locate_ips` for one address."""
+    return locate_ips([ip]).locations()[0]
+
+
+def anonymize_ip(ip: object) -> str | None:
+    """The address with its host part removed, as stored instead of the IP: IPv4 keeps its first
+    three octets (x.y.z.0), IPv6 its first 48 bits (the routing prefix of a site), an
+    IPv4-mapped IPv6 address is treated as the IPv4 address it carries. Invalid → None.
+
+    Why: an IP address is personal data (GDPR, CJEU Breyer); a /24 or /48 prefix still tells
+    the network and country but no longer singles out a household."""
+    if not isinstance(ip, str) or len(ip) > _MAX_IP_CHARS:
+        return None
+    text = ip.strip()
+    if ":" not in text:
+        if not _IPV4_DOTTED_QUAD_RE.match(text):
+            return None
+        return text.rsplit(".", 1)[0] + ".0"
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    if address.ipv4_mapped is not None:
+        return anonymize_ip(str(address.ipv4_mapped))
+    prefix = int(address) >> 80 << 80
+    return str(ipaddress.IPv6Address(prefix))
+
+
+def anonymize_ips(ips: Sequence[object]) -> np.ndarray:
+    """`anonymize_ip` of every address, as an object array; IPv4 is done by Arrow in one pass."""
+    ip_values = list(ips)
+    texts = pc.utf8_trim_whitespace(
+        pa.array([ip if isinstance(ip, str) else None for ip in ip_values], type=pa.string())
+    )
+    is_ipv4 = np.asarray(
+        pc.match_substring_regex(texts, _IPV4_DOTTED_QUAD)
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False),
+        dtype=bool,
+    )
+    anonymized_v4 = pc.replace_substring_regex(texts, r"\.\d+$", ".0")
+    result = np.asarray(anonymized_v4.to_numpy(zero_copy_only=False), dtype=object)
+    result[~is_ipv4] = None
+    for position in np.flatnonzero(~is_ipv4):
+        result[position] = anonymize_ip(ip_values[position])
+    return result
