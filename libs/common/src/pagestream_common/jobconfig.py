@@ -76,6 +76,9 @@ class JobConfig:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     max_offsets_per_trigger: int = 200_000
     trigger_interval: str = "5 seconds"
+    # processing-time: run forever, a micro-batch every trigger_interval. available-now: drain
+    # what the topic holds at start, then stop (backfills, benchmarks, tests).
+    trigger_mode: str = "processing-time"
     watermark_delay: str = "2 hours"
     bot_filtering: bool = True
     anonymize_ip: bool = True
@@ -103,6 +106,8 @@ class JobConfig:
             raise JobConfigError(
                 "--kafka-sasl-mechanism must be SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
             )
+        if self.trigger_mode not in ("processing-time", "available-now"):
+            raise JobConfigError("--trigger-mode must be processing-time or available-now")
         if self.max_offsets_per_trigger < 1:
             raise JobConfigError("--max-offsets-per-trigger must be at least 1")
         for name in ("trigger_interval", "watermark_delay"):
