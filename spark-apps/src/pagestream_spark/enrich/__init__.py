@@ -15,6 +15,7 @@ from pagestream_spark.enrich.batch import (
     enriched_spark_schema,
     output_columns,
     pass_through_columns,
+    warm_up,
 )
 from pagestream_spark.enrich.geo import Location, anonymize_ip, locate_ip, locate_ips
 from pagestream_spark.enrich.page_url import Campaign, PageUrl, campaign_of, parse_page_url
@@ -48,4 +49,5 @@ __all__ = [
     "parse_page_url",
     "pass_through_columns",
     "visitor_id",
+    "warm_up",
 ]

@@ -12,11 +12,17 @@ arrays (first address, last address, country index) and a whole batch is located
 `np.searchsorted`. IPv6 (rare in page views) is located by `bisect` over the same tables, the
 algorithm geoip2fast itself uses.
 
-Two deliberate differences from `GeoIP2Fast.lookup` (both tested):
-- geoip2fast flags country index 15 as private (an off-by-one: its table has 15 reserved
-  entries, indices 0-14), so every Andorran network comes back as "--"; here they are "AD".
+Deliberate differences from `GeoIP2Fast.lookup` (all tested):
+- `country_code` is always an ISO 3166-1 alpha-2 code or "ZZ" (fits a CHAR(2) column):
+  networks MaxMind only places on a continent ("EU" Europe, "ASIA") are "ZZ"/"Unknown", as are
+  reserved and private ranges (geoip2fast's "--").
+- reserved entries are recognised by their numeric code, not by geoip2fast's `index < 16`
+  test, which is off by one for its IPv4-only default file (every Andorran network comes back
+  as private there); this keeps Andorra "AD" whichever data file is used.
 - only canonical dotted quads are IPv4 ("1.2.3", "127.1" and "010.0.0.1", which
-  `socket.inet_aton` accepts with octal/short-form rules, are invalid here).
+  `socket.inet_aton` accepts with octal/short-form rules, are invalid here); IPv6 loopback,
+  link-local, unique-local and documentation addresses are "ZZ" (geoip2fast compares "::1"
+  with its IPv4 table).
 """
 
 from __future__ import annotations
@@ -38,10 +44,13 @@ import pyarrow.compute as pc
 UNKNOWN_COUNTRY_CODE = "ZZ"  # ISO 3166 user-assigned code, the CLDR convention for "unknown"
 UNKNOWN_COUNTRY_NAME = "Unknown"
 GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
+# MaxMind continent-level codes (not countries); "AP" is the legacy Asia/Pacific one.
+_CONTINENTS = frozenset({"EU", "AP", "ASIA"})
 
 _MAX_IP_CHARS = 64  # longest IPv6 text with a zone id is well below this
 # A canonical dotted quad: no leading zeros (which inet_aton would read as octal), no short forms.
-_OCTET = r"25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d"
+# [0-9], not \d: Python's \d also matches other scripts' digits.
+_OCTET = r"25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]"
 _IPV4_DOTTED_QUAD = "^" + r"\.".join(f"(?P<o{i}>{_OCTET})" for i in range(4)) + "$"
 _IPV4_LIMIT = 1 << 32
 _IPV4_DOTTED_QUAD_RE = re.compile(_IPV4_DOTTED_QUAD)
@@ -121,8 +130,9 @@ def _tables() -> _CountryTables:
     codes, names = [], []
     for entry in country_entries:
         code, _, name = entry.partition(":")
-        # Reserved ranges (private, loopback, multicast...) are numbered "01".."14", "99".
-        if len(code) == 2 and code.isalpha() and code.isupper():
+        # Reserved ranges (private, loopback, multicast...) are numbered "01".."15", "99";
+        # continent-only networks are "EU" and "ASIA".
+        if len(code) == 2 and code.isalpha() and code.isupper() and code not in _CONTINENTS:
             codes.append(code)
             names.append(name)
         else:
@@ -255,7 +265,7 @@ def anonymize_ips(ips: Sequence[object]) -> np.ndarray:
         .to_numpy(zero_copy_only=False),
         dtype=bool,
     )
-    anonymized_v4 = pc.replace_substring_regex(texts, r"\.\d+$", ".0")
+    anonymized_v4 = pc.replace_substring_regex(texts, r"\.[0-9]+$", ".0")
     result = np.asarray(anonymized_v4.to_numpy(zero_copy_only=False), dtype=object)
     result[~is_ipv4] = None
     for position in np.flatnonzero(~is_ipv4):

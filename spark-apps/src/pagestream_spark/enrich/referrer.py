@@ -9,6 +9,7 @@ right for the hosts that matter (see `registrable_domain`).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -162,6 +163,11 @@ def registrable_domain(host: str) -> str:
     return ".".join(labels[-2:])
 
 
+# Hosts repeat far more than URLs do, so host-level answers are memoised.
+_HOST_CACHE_SIZE = 8192
+
+
+@lru_cache(maxsize=_HOST_CACHE_SIZE)
 def site_label(host: str | None) -> str | None:
     """The label that names a site across its country domains: `www.glamira.fr`, `glamira.de`
     and `glamira.co.uk` all give `glamira`. None for no host."""
@@ -211,6 +217,11 @@ def parse_referrer(referrer_url: object) -> tuple[Referrer, str | None]:
     host = url_host(text)
     if host is None:
         return Referrer(None, "other"), None
+    return _referrer_of_host(host)
+
+
+@lru_cache(maxsize=_HOST_CACHE_SIZE)
+def _referrer_of_host(host: str) -> tuple[Referrer, str | None]:
     return Referrer(strip_www(host), external_medium(host)), site_label(host)
 
 
