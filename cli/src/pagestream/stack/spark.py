@@ -49,3 +49,27 @@ def local_spark_session(paths: StackPaths, app_name: str, **conf_overrides: str)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def job_environment(
+    paths: StackPaths, *, cores: int = 2, driver_memory: str = "2g"
+) -> dict[str, str]:
+    """Environment that makes ``python -m pagestream_spark.main`` start Spark in local mode with
+    the pre-fetched jars (pyspark reads PYSPARK_SUBMIT_ARGS when it launches its JVM)."""
+    import shlex
+
+    conf = local_spark_conf(paths, cores=cores, driver_memory=driver_memory)
+    args = [
+        "--master",
+        conf.pop("spark.master"),
+        "--driver-memory",
+        conf.pop("spark.driver.memory"),
+        "--jars",
+        conf.pop("spark.jars"),
+    ]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return {
+        "PYSPARK_SUBMIT_ARGS": shlex.join([*args, "pyspark-shell"]),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }

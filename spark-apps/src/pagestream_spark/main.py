@@ -1,0 +1,231 @@
+"""The streaming job: Kafka → validate/enrich → PostgreSQL star schema, exactly once.
+
+Run by spark-submit (``spark-apps/main.py``) or ``python -m pagestream_spark.main`` with the
+flags of :class:`pagestream_common.jobconfig.JobConfig`; secrets from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+
+from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets
+from pagestream_common.logs import configure_logging
+from pagestream_spark.metrics import JobMetrics
+from pagestream_spark.migrate import migrate
+from pagestream_spark.sink import PostgresSink, sink_rows
+from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
+from pagestream_spark.transform import prepare_batch
+
+log = logging.getLogger("pagestream_spark")
+
+
+class SinkUnavailable(RuntimeError):
+    pass
+
+
+def connect_postgres(
+    config: JobConfig, secrets: Secrets, *, attempts: int = 8, first_delay: float = 1.0
+) -> PgConnection:
+    """Connect with retries and backoff; fail loudly with what to check."""
+    delay = first_delay
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            conn = psycopg2.connect(
+                host=config.postgres_host,
+                port=config.postgres_port,
+                dbname=config.postgres_database,
+                user=secrets.postgres_user,
+                password=secrets.postgres_password,
+                connect_timeout=5,
+                application_name=f"pagestream-{config.pipeline_name}",
+            )
+            return conn
+        except psycopg2.OperationalError as exc:
+            last = exc
+            log.warning(
+                "PostgreSQL not reachable (attempt %d/%d): %s; retrying in %.0fs",
+                attempt,
+                attempts,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                delay,
+            )
+            if attempt < attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+    raise SinkUnavailable(
+        f"cannot connect to PostgreSQL at {config.postgres_host}:{config.postgres_port}/"
+        f"{config.postgres_database}: {last}; check the host, port and PAGESTREAM_POSTGRES_* credentials"
+    )
+
+
+def read_query_id(spark, checkpoint: str) -> str:  # type: ignore[no-untyped-def]
+    """The streaming query's id from ``<checkpoint>/metadata``: stable across restarts from one
+    checkpoint, new for a new checkpoint. The sink keys its idempotence on (query id, batch id)."""
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(checkpoint.rstrip("/") + "/metadata")
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
+    stream = fs.open(path)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    return str(json.loads(text.splitlines()[0])["id"])
+
+
+@dataclass
+class StreamingJob:
+    config: JobConfig
+    secrets: Secrets
+    metrics: JobMetrics = field(init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _query_id: str | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = JobMetrics(self.config.pipeline_name)
+
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
+        log.info("stop requested%s", f" by signal {signum}" if signum else "")
+        self._stop.set()
+
+    def prepare_database(self, conn: PgConnection) -> None:
+        applied = migrate(conn, self.config.postgres_schema)
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.pipeline_settings VALUES ('report_timezone', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                ).format(sql.Identifier(self.config.postgres_schema)),
+                (self.config.report_timezone,),
+            )
+        log.info("schema ready", extra={"schema": self.config.postgres_schema, "applied": applied})
+
+    def run(self) -> int:
+        from pyspark.sql import SparkSession
+
+        cfg = self.config
+        wait_for_kafka(cfg)
+        conn = connect_postgres(cfg, self.secrets)
+        self.prepare_database(conn)
+        spark = (
+            SparkSession.builder.appName(f"pagestream-{cfg.pipeline_name}")
+            # Trackers repeat keys now and then; the last value wins, as in most JSON parsers.
+            .config("spark.sql.variant.allowDuplicateKeys", "true")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+        self.metrics.serve(cfg.metrics_port)
+        sink = PostgresSink(conn, cfg.postgres_schema, query_id="", bot_filtering=cfg.bot_filtering)
+        pii_key = self.secrets.pii_hash_key.encode()
+
+        def process_batch(batch_df, batch_id: int) -> None:  # type: ignore[no-untyped-def]
+            started = time.monotonic()
+            if self._query_id is None:
+                self._query_id = read_query_id(spark, cfg.checkpoint_location)
+                sink.query_id = self._query_id
+            if sink.already_committed(batch_id):
+                log.info("batch %d already committed; skipping replay", batch_id)
+                self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
+                return
+            prepared = prepare_batch(
+                batch_df, pii_key=pii_key, anonymize_ip=cfg.anonymize_ip, hash_email=cfg.hash_email
+            )
+            rows = sink_rows(prepared).toArrow()
+            outcome = sink.commit_batch(batch_id, rows)
+            if outcome is None:
+                self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
+                return
+            self.metrics.record_batch(outcome)
+            log.info(
+                "committed batch %d",
+                batch_id,
+                extra={
+                    "consumed": outcome.consumed,
+                    "page_views": outcome.page_views,
+                    "other_events": outcome.other_events,
+                    "duplicates": outcome.duplicates,
+                    "dead_letters": outcome.dead_letters_by_reason,
+                    "bots": outcome.bots,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+
+        writer = (
+            read_kafka_stream(spark, cfg, self.secrets)
+            .writeStream.queryName(f"pagestream_{cfg.pipeline_name}".replace("-", "_"))
+            .foreachBatch(process_batch)
+            .option("checkpointLocation", cfg.checkpoint_location)
+        )
+        if cfg.trigger_mode == "available-now":
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=cfg.trigger_interval)
+        query = writer.start()
+        log.info(
+            "streaming query started", extra={"query_id": str(query.id), "topic": cfg.kafka_topic}
+        )
+        return self._supervise(query, conn)
+
+    def _supervise(self, query, conn: PgConnection) -> int:  # type: ignore[no-untyped-def]
+        last_progress_ts = None
+        try:
+            while query.isActive:
+                progress = query.lastProgress
+                if progress and progress.get("timestamp") != last_progress_ts:
+                    last_progress_ts = progress.get("timestamp")
+                    self.metrics.record_progress(progress)
+                if self._stop.is_set():
+                    return self._graceful_stop(query)
+                query.awaitTermination(0.5)
+            if query.exception() is not None:
+                log.error("streaming query failed: %s", query.exception())
+                return 1
+            return 0
+        finally:
+            conn.close()
+
+    def _graceful_stop(self, query, timeout: float = 120.0) -> int:  # type: ignore[no-untyped-def]
+        """Let a running micro-batch finish (its transaction commits or was never begun), then
+        stop. A batch cut short anyway rolls back and is replayed on the next start."""
+        deadline = time.monotonic() + timeout
+        while (
+            query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        query.stop()
+        log.info("streaming query stopped cleanly")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
+    # py4j narrates every callback at INFO; keep the job's own log readable.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        config, secrets = JobConfig.from_env_and_args(sys.argv[1:] if argv is None else argv)
+    except JobConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
+    job = StreamingJob(config, secrets)
+    signal.signal(signal.SIGTERM, job.request_stop)
+    signal.signal(signal.SIGINT, job.request_stop)
+    try:
+        return job.run()
+    except (SourceUnavailable, SinkUnavailable) as exc:
+        log.error("%s", exc)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

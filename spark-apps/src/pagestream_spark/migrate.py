@@ -1,0 +1,92 @@
+"""Versioned, idempotent schema migrations, applied by the job at start.
+
+Files ``migrations/V<NNN>__<name>.sql`` run in version order, each in its own transaction with
+``search_path`` set to the pipeline's schema, and are recorded with a checksum in
+``schema_migrations``. Applied migrations are skipped; an applied migration whose file changed
+is an error (edit by adding a new version, never by rewriting an old one). An advisory lock
+keeps two starting jobs from migrating at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+
+from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+
+log = logging.getLogger(__name__)
+
+_FILE = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
+_LOCK_ID = 0x7061_6765  # "page"
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def available_migrations() -> list[Migration]:
+    found = []
+    for entry in files(__package__).joinpath("migrations").iterdir():
+        m = _FILE.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    return sorted(found, key=lambda mig: mig.version)
+
+
+def migrate(conn: PgConnection, schema: str) -> list[int]:
+    """Bring ``schema`` up to date; return the versions applied now (empty when current)."""
+    applied_now: list[int] = []
+    ident = sql.Identifier(schema)
+    with conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(ident)
+            )
+            cur.execute(sql.SQL("SELECT version, checksum FROM {}.schema_migrations").format(ident))
+            applied = dict(cur.fetchall())
+        for mig in available_migrations():
+            if mig.version in applied:
+                if applied[mig.version] != mig.checksum:
+                    raise MigrationError(
+                        f"migration V{mig.version:03d}__{mig.name} changed after it was applied "
+                        f"to schema {schema!r}; add a new migration instead of editing it"
+                    )
+                continue
+            with conn, conn.cursor() as cur:
+                cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))
+                cur.execute(mig.sql)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+                    ).format(ident),
+                    (mig.version, mig.name, mig.checksum),
+                )
+            log.info("applied migration V%03d__%s", mig.version, mig.name, extra={"schema": schema})
+            applied_now.append(mig.version)
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    return applied_now
