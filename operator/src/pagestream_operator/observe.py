@@ -1,0 +1,269 @@
+"""Observing: what the children report becomes the pipeline's lifecycle state and conditions.
+
+Pure functions only (a unit test inspects the imports). The observer changes nothing; the
+reconciler writes what :func:`assess` returns. States follow the Flink Kubernetes Operator's
+job lifecycle; conditions are kstatus-style: ``Ready`` (the desired state is reached),
+``Progressing`` (the operator or the Spark operator is working towards it) and ``Degraded``
+(something is wrong that will not fix itself by waiting), each with a CamelCase reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pagestream_operator.spec import DesiredState
+
+
+class LifecycleState(StrEnum):
+    CREATED = "CREATED"
+    DEPLOYING = "DEPLOYING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    FAILED = "FAILED"
+    UPGRADING = "UPGRADING"
+
+
+class Reason(StrEnum):
+    """Condition reasons, and the reasons of the Events the operator posts."""
+
+    CREATING = "Creating"
+    DEPLOYING = "Deploying"
+    RESUMING = "Resuming"
+    RUNNING = "Running"
+    SUSPENDING = "Suspending"
+    SUSPENDED = "Suspended"
+    UPGRADING = "Upgrading"
+    UPGRADE_STARTED = "UpgradeStarted"
+    UPGRADE_COMPLETED = "UpgradeCompleted"
+    SPARK_APPLICATION_FAILED = "SparkApplicationFailed"
+    SUBMISSION_FAILED = "SubmissionFailed"
+    JOB_COMPLETED = "JobCompleted"
+    INVALID_SPEC = "InvalidSpec"
+    APPLY_FAILED = "ApplyFailed"
+    CHILD_CREATED = "ChildCreated"
+    CHILD_UPDATED = "ChildUpdated"
+    CHILD_DELETED = "ChildDeleted"
+    STATE_CHANGED = "StateChanged"
+    AS_EXPECTED = "AsExpected"
+
+
+# SparkApplication status.applicationState.state values (Kubeflow Spark operator v2).
+SUBMITTED = "SUBMITTED"
+RUNNING = "RUNNING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+SUBMISSION_FAILED = "SUBMISSION_FAILED"
+PENDING_RERUN = "PENDING_RERUN"
+INVALIDATING = "INVALIDATING"
+SUCCEEDING = "SUCCEEDING"
+FAILING = "FAILING"
+SUSPENDING = "SUSPENDING"
+SUSPENDED = "SUSPENDED"
+RESUMING = "RESUMING"
+UNKNOWN = "UNKNOWN"
+NEW = ""  # created, not yet picked up by the Spark operator
+
+
+@dataclass(frozen=True)
+class SparkAppObservation:
+    exists: bool
+    state: str = NEW
+    error_message: str = ""
+    submission_id: str = ""
+    running_executors: int = 0
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any] | None) -> SparkAppObservation:
+        if obj is None:
+            return cls(exists=False)
+        status = obj.get("status") or {}
+        app_state = status.get("applicationState") or {}
+        executors = status.get("executorState") or {}
+        return cls(
+            exists=True,
+            state=str(app_state.get("state") or NEW),
+            error_message=str(app_state.get("errorMessage") or ""),
+            submission_id=str(status.get("submissionID") or ""),
+            running_executors=sum(1 for s in executors.values() if s == RUNNING),
+        )
+
+    @property
+    def has_run(self) -> bool:
+        """Submitted at least once and not parked: a spec change to it is a restart."""
+        return self.exists and self.state not in (NEW, SUSPENDED)
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    desired_state: DesiredState
+    app: SparkAppObservation
+    upgrade_from_submission: str | None = None  # an upgrade is in progress
+    apply_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    lifecycle_state: LifecycleState
+    conditions: tuple[Condition, ...]
+    upgrade_completed: bool = False
+
+
+def _conditions(
+    ready: tuple[bool, Reason, str],
+    progressing: tuple[bool, Reason, str],
+    degraded: tuple[bool, Reason, str],
+) -> tuple[Condition, ...]:
+    def cond(kind: str, value: tuple[bool, Reason, str]) -> Condition:
+        ok, reason, message = value
+        return Condition(kind, "True" if ok else "False", reason.value, message)
+
+    return (cond("Ready", ready), cond("Progressing", progressing), cond("Degraded", degraded))
+
+
+def _fine() -> tuple[bool, Reason, str]:
+    return (False, Reason.AS_EXPECTED, "No problems observed.")
+
+
+def _settled() -> tuple[bool, Reason, str]:
+    return (False, Reason.AS_EXPECTED, "Nothing is being rolled out.")
+
+
+def assess(obs: Observation) -> Assessment:
+    """Lifecycle state and conditions from what was observed. Order matters: failures win over
+    everything, then the desired state decides what "done" means."""
+    assessment = _assess_app(obs)
+    if not obs.apply_error:
+        return assessment
+    _, progressing, _ = assessment.conditions
+    message = f"Applying a child failed: {obs.apply_error}"
+    return Assessment(
+        assessment.lifecycle_state,
+        (
+            Condition("Ready", "False", Reason.APPLY_FAILED.value, message),
+            progressing,
+            Condition("Degraded", "True", Reason.APPLY_FAILED.value, message),
+        ),
+        assessment.upgrade_completed,
+    )
+
+
+def _assess_app(obs: Observation) -> Assessment:
+    app, desired = obs.app, obs.desired_state
+    state = app.state
+    L = LifecycleState
+
+    if not app.exists:
+        msg = "The SparkApplication is being created."
+        return Assessment(
+            L.CREATED,
+            _conditions((False, Reason.CREATING, msg), (True, Reason.CREATING, msg), _fine()),
+        )
+
+    if state in (FAILED, FAILING, SUBMISSION_FAILED):
+        reason = (
+            Reason.SUBMISSION_FAILED
+            if state == SUBMISSION_FAILED
+            else Reason.SPARK_APPLICATION_FAILED
+        )
+        msg = f"The SparkApplication is {state}" + (
+            f": {app.error_message}" if app.error_message else "."
+        )
+        return Assessment(
+            L.FAILED,
+            _conditions((False, reason, msg), (False, reason, msg), (True, reason, msg)),
+        )
+    if state in (COMPLETED, SUCCEEDING):
+        msg = (
+            f"The SparkApplication is {state}, but a streaming job should never finish; the "
+            "Spark operator restarts it (restartPolicy Always)."
+        )
+        r = Reason.JOB_COMPLETED
+        return Assessment(L.FAILED, _conditions((False, r, msg), (True, r, msg), (True, r, msg)))
+
+    if desired is DesiredState.SUSPENDED:
+        if state in (SUSPENDED, NEW):
+            msg = "The job is suspended; its checkpoint is kept."
+            r = Reason.SUSPENDED
+            return Assessment(L.SUSPENDED, _conditions((True, r, msg), _settled(), _fine()))
+        msg = f"Suspending: the SparkApplication is {state}."
+        current = L.RUNNING if state == RUNNING else L.DEPLOYING
+        r = Reason.SUSPENDING
+        return Assessment(current, _conditions((False, r, msg), (True, r, msg), _fine()))
+
+    if obs.upgrade_from_submission is not None:
+        if state == RUNNING and app.submission_id != obs.upgrade_from_submission:
+            msg = f"Upgraded: submission {app.submission_id} is running."
+            r = Reason.RUNNING
+            return Assessment(
+                L.RUNNING,
+                _conditions((True, r, msg), _settled(), _fine()),
+                upgrade_completed=True,
+            )
+        msg = f"Upgrading: waiting for a new submission to run (SparkApplication is {state or 'new'})."
+        r = Reason.UPGRADING
+        return Assessment(L.UPGRADING, _conditions((False, r, msg), (True, r, msg), _fine()))
+
+    if state == RUNNING:
+        msg = f"The job is running (submission {app.submission_id or 'unknown'})."
+        r = Reason.RUNNING
+        return Assessment(L.RUNNING, _conditions((True, r, msg), _settled(), _fine()))
+    if state == INVALIDATING:
+        msg = "The Spark operator is replacing the application after a spec change."
+        r = Reason.UPGRADING
+        return Assessment(L.UPGRADING, _conditions((False, r, msg), (True, r, msg), _fine()))
+    if state in (SUSPENDED, SUSPENDING, RESUMING):
+        msg = f"Resuming: the SparkApplication is {state}."
+        r = Reason.RESUMING
+        return Assessment(L.DEPLOYING, _conditions((False, r, msg), (True, r, msg), _fine()))
+    # NEW, SUBMITTED, PENDING_RERUN, UNKNOWN and states this version does not know yet.
+    msg = f"Deploying: the SparkApplication is {state or 'not yet submitted'}."
+    r = Reason.DEPLOYING
+    return Assessment(L.DEPLOYING, _conditions((False, r, msg), (True, r, msg), _fine()))
+
+
+def merge_conditions(
+    previous: list[dict[str, Any]],
+    current: tuple[Condition, ...],
+    *,
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """Conditions as written to status: ``lastTransitionTime`` moves only when the status of a
+    condition changes, as metav1.Condition requires."""
+    before = {c.get("type"): c for c in previous}
+    merged = []
+    for cond in current:
+        old = before.get(cond.type)
+        changed = old is None or old.get("status") != cond.status
+        merged.append(
+            {
+                "type": cond.type,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
+            }
+        )
+    return merged
+
+
+def invalid_spec_conditions(message: str) -> tuple[Condition, ...]:
+    """The spec can never be deployed: the last valid spec keeps running (nothing is applied)."""
+    r = Reason.INVALID_SPEC
+    text = f"The spec is invalid and was not applied: {message}"
+    return (
+        Condition("Ready", "False", r.value, text),
+        Condition("Progressing", "False", r.value, text),
+        Condition("Degraded", "True", r.value, text),
+    )

@@ -1,0 +1,259 @@
+"""The PageAnalyticsPipeline spec as typed objects, mirroring the CRD schema.
+
+The CRD (charts/pagestream/crds/pagestream.dev_pageanalyticspipelines.yaml) is the source of
+truth; the API server validates and defaults every pipeline against it before the operator sees
+it. This model parses that already-valid spec once, at the edge, so the rest of the operator
+works with typed values. ``tests/unit/operator/test_spec.py`` checks that field names and
+defaults here agree with the CRD. The cross-field rules the CRD states in CEL are checked again
+in :meth:`PipelineSpec.problems`, so a pipeline created before a rule existed (or a unit test)
+gets the same message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "pagestream.dev"
+API_VERSION = "v1alpha1"
+KIND = "PageAnalyticsPipeline"
+PLURAL = "pageanalyticspipelines"
+
+
+class SpecError(ValueError):
+    """The spec can never be deployed as it is; the message names the field."""
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored rather than rejected: the API server already pruned anything
+    # the CRD does not declare, and a newer CRD must not break an older operator.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+Duration = Annotated[str, Field(pattern=r"^[0-9]+ (second|seconds|minute|minutes|hour|hours)$")]
+SparkMemory = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmgt]$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+# --- kafka -----------------------------------------------------------------------------------
+
+
+class StrimziClusterRef(_Model):
+    name: str = Field(min_length=1)
+    port: Port = 9092
+
+
+class TopicSpec(_Model):
+    name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")
+    manage: bool = False
+    partitions: int = Field(default=6, ge=1, le=10000)
+    replicas: int = Field(default=3, ge=1, le=32)
+    retention_hours: int = Field(default=168, ge=1, le=87600)
+
+
+class SaslMechanism(StrEnum):
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+
+
+class SaslSecurityProtocol(StrEnum):
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSecretRef(_Model):
+    name: str = Field(min_length=1)
+    password_key: str = "password"
+    username_key: str | None = None
+
+
+class KafkaAuthentication(_Model):
+    mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    security_protocol: SaslSecurityProtocol = SaslSecurityProtocol.SASL_PLAINTEXT
+    username: str | None = None
+    secret_ref: KafkaSecretRef
+
+
+class StartingOffsets(StrEnum):
+    EARLIEST = "earliest"
+    LATEST = "latest"
+
+
+class KafkaSpec(_Model):
+    strimzi_cluster: StrimziClusterRef | None = None
+    bootstrap_servers: str | None = None
+    topic: TopicSpec
+    starting_offsets: StartingOffsets = StartingOffsets.EARLIEST
+    authentication: KafkaAuthentication | None = None
+
+
+# --- postgres --------------------------------------------------------------------------------
+
+
+class CnpgClusterRef(_Model):
+    name: str = Field(min_length=1, max_length=50)
+
+
+class PostgresSecretRef(_Model):
+    name: str = Field(min_length=1)
+    username_key: str = "username"
+    password_key: str = "password"
+
+
+class PostgresSpec(_Model):
+    cnpg_cluster: CnpgClusterRef | None = None
+    secret_ref: PostgresSecretRef | None = None
+    host: str | None = None
+    port: Port = 5432
+    database: str = "app"
+    schema_: str = Field(default="pagestream", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# --- spark -----------------------------------------------------------------------------------
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class DriverSpec(_Model):
+    cores: int = Field(default=1, ge=1, le=64)
+    memory: SparkMemory = "1g"
+
+
+class ExecutorSpec(_Model):
+    instances: int = Field(default=1, ge=1, le=200)
+    cores: int = Field(default=1, ge=1, le=64)
+    memory: SparkMemory = "1g"
+
+
+class SparkSpec(_Model):
+    image: str = Field(min_length=1)
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    version: str = Field(default="4.2.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    service_account: str = "spark"
+    driver: DriverSpec = DriverSpec()
+    executor: ExecutorSpec = ExecutorSpec()
+    trigger_interval: Duration = "5 seconds"
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1, le=1_000_000_000)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+# --- processing, checkpoint, lifecycle, monitoring -------------------------------------------
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = "key"
+
+
+class PiiSpec(_Model):
+    anonymize_ip: bool = True
+    hash_email: bool = True
+    hash_key_secret_ref: SecretKeyRef | None = None
+
+
+class ProcessingSpec(_Model):
+    watermark_delay: Duration = "2 hours"
+    bot_filtering: bool = True
+    report_timezone: str = "UTC"
+    pii: PiiSpec = PiiSpec()
+
+
+class PvcRef(_Model):
+    claim_name: str = Field(min_length=1)
+
+
+class CheckpointSpec(_Model):
+    persistent_volume_claim: PvcRef | None = None
+    uri: str | None = None
+
+
+class DesiredState(StrEnum):
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+
+
+class UpgradeMode(StrEnum):
+    LAST_STATE = "last-state"
+    STATELESS = "stateless"
+
+
+class LifecycleSpec(_Model):
+    state: DesiredState = DesiredState.RUNNING
+    upgrade_mode: UpgradeMode = UpgradeMode.LAST_STATE
+    restart_nonce: int | None = Field(default=None, ge=0)
+
+
+class MonitorKind(StrEnum):
+    NONE = "None"
+    POD_MONITOR = "PodMonitor"
+    SERVICE_MONITOR = "ServiceMonitor"
+
+
+class MonitoringSpec(_Model):
+    metrics_port: int = Field(default=9108, ge=1024, le=65535)
+    monitor: MonitorKind = MonitorKind.NONE
+    monitor_labels: dict[str, str] = Field(default_factory=dict)
+    dashboards: bool = False
+
+
+class PipelineSpec(_Model):
+    kafka: KafkaSpec
+    postgres: PostgresSpec
+    spark: SparkSpec
+    processing: ProcessingSpec = ProcessingSpec()
+    checkpoint: CheckpointSpec
+    lifecycle: LifecycleSpec = LifecycleSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+
+    def problems(self) -> list[str]:
+        """The CRD's cross-field (CEL) rules, checked again here; each message names the field."""
+        found = []
+        if (self.kafka.strimzi_cluster is None) == (self.kafka.bootstrap_servers is None):
+            found.append("spec.kafka: set exactly one of strimziCluster or bootstrapServers")
+        if self.kafka.topic.manage and self.kafka.strimzi_cluster is None:
+            found.append(
+                "spec.kafka.topic.manage: a managed topic is a Strimzi KafkaTopic and needs "
+                "spec.kafka.strimziCluster"
+            )
+        if (self.postgres.cnpg_cluster is None) == (self.postgres.secret_ref is None):
+            found.append("spec.postgres: set exactly one of cnpgCluster or secretRef")
+        if self.postgres.cnpg_cluster is None and not self.postgres.host:
+            found.append("spec.postgres.host is required with spec.postgres.secretRef")
+        if self.processing.pii.hash_email and self.processing.pii.hash_key_secret_ref is None:
+            found.append(
+                "spec.processing.pii.hashKeySecretRef is required when "
+                "spec.processing.pii.hashEmail is true"
+            )
+        if (self.checkpoint.persistent_volume_claim is None) == (self.checkpoint.uri is None):
+            found.append("spec.checkpoint: set exactly one of persistentVolumeClaim or uri")
+        reserved = [
+            k for k in self.spark.conf if k == "spark.jars" or k.startswith("spark.kubernetes.")
+        ]
+        if reserved:
+            found.append(f"spec.spark.conf: {', '.join(sorted(reserved))} are set by the operator")
+        return found
+
+
+def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
+    """Parse and check a pipeline's spec; :class:`SpecError` names every problem."""
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        messages = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in ("spec", *err["loc"]))
+            messages.append(f"{where}: {err['msg']}")
+        raise SpecError("; ".join(messages)) from exc
+    problems = spec.problems()
+    if problems:
+        raise SpecError("; ".join(problems))
+    return spec
