@@ -248,6 +248,10 @@ def enrich_batch(
     return pd.concat([output, added], axis=1)
 
 
+# Distinct (date, site, IP, UA) combinations are numbered in one int64 when they fit.
+_MAX_COMBINED_KEYS = 2.0**62
+
+
 def _visitor_ids(
     event_dates: pd.Series,
     pii_key: bytes,
@@ -271,7 +275,7 @@ def _visitor_ids(
         len(ips.values) + 1,
         len(user_agents.values) + 1,
     ]
-    if np.prod(np.array(radices, dtype=np.float64)) < 2.0**62:
+    if np.prod(np.array(radices, dtype=np.float64)) < _MAX_COMBINED_KEYS:
         combined = np.zeros(len(event_dates), dtype=np.int64)
         for component, radix in zip(components, radices, strict=True):
             combined = combined * radix + component
