@@ -56,8 +56,9 @@ IPS = [
     None,
     False,
     "x" * 500,
+    "1.1.1.1\ud800",
 ]
-USER_AGENTS = [IPHONE, CHROME, GOOGLEBOT, "curl/8.4.0", "", None, "garbage ☃ \x00"]
+USER_AGENTS = [IPHONE, CHROME, GOOGLEBOT, "curl/8.4.0", "", None, "garbage ☃ \x00", "\udcff ua"]
 REFERRERS = [
     "https://www.glamira.fr/men-s-necklaces/",
     "https://www.glamira.de/",
@@ -69,6 +70,7 @@ REFERRERS = [
     "http://[::1",
     "notaurl",
     "android-app://com.facebook.katana/",
+    "https://www.gl\ud800amira.fr/",
 ]
 CURRENT_URLS = [
     "https://www.glamira.fr/glamira-anillo-saphira-skug100335.html?alloy=white-375",
@@ -79,8 +81,17 @@ CURRENT_URLS = [
     "",
     None,
     "http://[bad",
+    "https://www.glamira.fr/\ud800%00?utm_source=\ud800",
 ]
-EMAILS = ["", False, None, "Jane.Doe@Example.com ", "jane.doe@example.com", "not-an-email"]
+EMAILS = [
+    "",
+    False,
+    None,
+    "Jane.Doe@Example.com ",
+    "jane.doe@example.com",
+    "not-an-email",
+    "\ud800@b.co",
+]
 UTM_SOURCES = [False, "", None, "Google", " facebook ", "false"]
 UTM_MEDIUMS = [False, "", None, "CPC", "social"]
 DATES = [dt.date(2020, 6, 4), dt.date(2020, 6, 5), None]
@@ -376,7 +387,8 @@ def test_spark_schema_matches_the_output_and_converts_to_arrow() -> None:
     assert schema["time_stamp"].dataType == LongType()
     assert schema["visitor_id"].dataType == LongType() and schema["is_bot"].nullable is False
 
-    # Arrow-typed events, as mapInPandas hands them over (strings, never Python False).
+    # Events as mapInPandas hands them over: strings or None (never False), valid UTF-8 (the
+    # JVM has replaced lone surrogates). Enrichment columns must then convert, garbage included.
     events = random_events(200, seed=15)
     for column in (
         "ip",
@@ -387,7 +399,10 @@ def test_spark_schema_matches_the_output_and_converts_to_arrow() -> None:
         "utm_source",
         "utm_medium",
     ):
-        events[column] = [v if isinstance(v, str) else None for v in events[column]]
+        events[column] = [
+            v.encode("utf-8", "replace").decode() if isinstance(v, str) else None
+            for v in events[column]
+        ]
     enriched = enrich_batch(events, pii_key=KEY, anonymize_ip=True, hash_email=True)
     table = pa.Table.from_pandas(
         enriched, schema=to_arrow_schema(schema), preserve_index=False, safe=True
@@ -402,3 +417,18 @@ def test_ddl_lists_the_enrichment_columns_in_order() -> None:
     names = [part.strip().split(" ")[0] for part in ENRICHED_SCHEMA.split(",")]
     assert names == list(ENRICHED_COLUMNS)
     assert "visitor_id bigint" in ENRICHED_SCHEMA and "is_bot boolean NOT NULL" in ENRICHED_SCHEMA
+
+
+def test_enrichment_columns_are_storable_even_from_unencodable_input() -> None:
+    # Lone surrogates and NUL in the inputs (possible in Python text, not in Spark's).
+    events = random_events(300, seed=16)
+    enriched = enrich_batch(events, pii_key=KEY, anonymize_ip=True, hash_email=True)
+    schema = enriched_spark_schema(INPUT_SCHEMA)
+    added = to_arrow_schema(schema)
+    added = pa.schema([added.field(name) for name in ENRICHED_COLUMNS])
+    table = pa.Table.from_pandas(
+        enriched[list(ENRICHED_COLUMNS)], schema=added, preserve_index=False
+    )
+    for name in ENRICHED_COLUMNS:
+        if pa.types.is_string(table.schema.field(name).type):
+            assert not any("\x00" in value for value in table.column(name).drop_null().to_pylist())

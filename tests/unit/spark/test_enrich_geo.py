@@ -113,6 +113,8 @@ def test_continent_only_networks_are_unknown_countries() -> None:
         "not an ip",
         "\u0661\u0662\u0663.\u0661.\u0661.\u0661",  # Arabic-Indic digits
         "x" * 100_000,
+        "8.8.8.8\ud800",  # a lone surrogate: Python text that UTF-8 (and Arrow) cannot encode
+        "\ud800",
         None,
         False,
         12345,
@@ -154,6 +156,7 @@ def test_loading_does_not_leak_geoip2fasts_environment_change() -> None:
         ("", None),
         ("garbage", None),
         ("x" * 10_000, None),
+        ("8.8.8.8\ud800", None),
         (None, None),
         (False, None),
     ],

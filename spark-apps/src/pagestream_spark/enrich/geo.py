@@ -163,10 +163,31 @@ def _tables() -> _CountryTables:
     )
 
 
+def _arrow_strings(values: Sequence[object]) -> pa.StringArray:
+    """`values` as an Arrow string array, non-strings as null. Strings UTF-8 cannot encode (lone
+    surrogates, possible in Python text, never in Spark's) become null too: no valid address
+    contains one."""
+    texts = [value if isinstance(value, str) else None for value in values]
+    try:
+        return pa.array(texts, type=pa.string())
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        return pa.array([_utf8_or_none(text) for text in texts], type=pa.string())
+
+
+def _utf8_or_none(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
 def ipv4_to_int(ips: Sequence[object]) -> np.ndarray:
     """Each canonical dotted-quad IPv4 address as an int64, anything else (IPv6, garbage, None)
     as -1. Vectorised with Arrow's RE2 and casts, no Python per address."""
-    texts = pa.array([ip if isinstance(ip, str) else None for ip in ips], type=pa.string())
+    texts = _arrow_strings(ips)
     octets = pc.extract_regex(pc.utf8_trim_whitespace(texts), _IPV4_DOTTED_QUAD)
     value = np.zeros(len(texts), dtype=np.int64)
     for shift, field in zip((24, 16, 8, 0), ("o0", "o1", "o2", "o3"), strict=True):
@@ -256,9 +277,7 @@ def anonymize_ip(ip: object) -> str | None:
 def anonymize_ips(ips: Sequence[object]) -> np.ndarray:
     """`anonymize_ip` of every address, as an object array; IPv4 is done by Arrow in one pass."""
     ip_values = list(ips)
-    texts = pc.utf8_trim_whitespace(
-        pa.array([ip if isinstance(ip, str) else None for ip in ip_values], type=pa.string())
-    )
+    texts = pc.utf8_trim_whitespace(_arrow_strings(ip_values))
     is_ipv4 = np.asarray(
         pc.match_substring_regex(texts, _IPV4_DOTTED_QUAD)
         .fill_null(False)

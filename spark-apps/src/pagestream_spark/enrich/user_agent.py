@@ -170,7 +170,7 @@ def _parser() -> Parser:
 def _version(major: str | None, minor: str | None) -> str | None:
     if not major:
         return None
-    return f"{major}.{minor}" if minor else major
+    return storable(f"{major}.{minor}" if minor else major)
 
 
 def classify_user_agent(user_agent: object) -> UserAgentInfo:
