@@ -49,8 +49,9 @@ NOT_JSON_BODIES = (
     b"<html><body><h1>502 Bad Gateway</h1></body></html>",
     b"id=5ed8cb2bc1f5b2a6c8fd1a2c&collection=view_product_detail",
 )
-# How far in the future `timestamp_far_future` puts an event: well past the one-day tolerance.
-FAR_FUTURE_SECONDS = 400 * 86_400
+# `timestamp_far_future` puts an event after 2100-01-01: more than a day ahead of any
+# processing clock, whatever simulated start time the events have.
+YEAR_2100 = 4_102_444_800
 # Duplicates are re-sent this many records later at most, as a retrying tracker would.
 MAX_DUPLICATE_DELAY = 50
 
@@ -165,7 +166,7 @@ class Malformer:
         elif kind == "timestamp_before_2000":
             event["time_stamp"] = int(rng.random() * 946_684_800)
         elif kind == "timestamp_far_future":
-            event["time_stamp"] = event["time_stamp"] + FAR_FUTURE_SECONDS
+            event["time_stamp"] = YEAR_2100 + int(rng.random() * 86_400 * 365)
         elif kind == "oversize":
             # A runaway tracking parameter blowing the URL past the record limit.
             padding = "x" * (MAX_RECORD_BYTES + 1024)

@@ -75,6 +75,8 @@ class KafkaSink:
         config = settings.librdkafka_config()
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
+        # librdkafka's own log lines go through logging (JSON when not a terminal).
+        config["logger"] = logging.getLogger("pagestream_simulator.librdkafka")
         self.producer = Producer(config)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
