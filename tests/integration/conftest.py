@@ -1,14 +1,19 @@
 """Session-scoped fixtures that start the real servers a test asks for, and stop them after.
 
-All state lives in ``.pagestream/test-stack`` in the repository: wiped at the start of a run,
-kept after it, so a failure's server logs (``.pagestream/test-stack/state/logs``) can be read.
+Each test session keeps its state in ``.pagestream/test-runs/<start time>-<pid>`` in the
+repository, kept after the run so a failure's server logs (``…/state/logs``) can be read. At
+start, earlier runs whose pytest process is gone have their servers stopped; all but the newest
+few are deleted. Concurrent sessions (two terminals, two engineers) never touch each other.
 Artifacts come from the shared cache (``~/.cache/pagestream``), fetched or built on first use.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,19 +22,36 @@ from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
 from pagestream.stack.postgres import Postgres
+from pagestream.stack.process import pid_alive
 from pagestream.stack.prometheus import Prometheus
 from pagestream.stack.stack import LocalStack
 
-TEST_STATE = REPO_ROOT / ".pagestream" / "test-stack"
+TEST_RUNS = REPO_ROOT / ".pagestream" / "test-runs"
+KEEP_RUNS = 3
+
+
+def _owner_alive(run_dir: Path) -> bool:
+    try:
+        return pid_alive(int(run_dir.name.rsplit("-", 1)[1]))
+    except (IndexError, ValueError):
+        return False
+
+
+def _reap_old_runs() -> None:
+    finished = sorted(d for d in TEST_RUNS.glob("*-*") if d.is_dir() and not _owner_alive(d))
+    for run_dir in finished:
+        # A killed session may have left servers behind.
+        LocalStack(StackPaths(cache=default_cache_dir(), state=run_dir / "state")).down()
+    for run_dir in finished[: max(0, len(finished) - KEEP_RUNS)]:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def stack_paths() -> StackPaths:
-    paths = StackPaths(cache=default_cache_dir(), state=TEST_STATE / "state")
-    if TEST_STATE.exists():
-        # A run that was killed may have left servers behind: stop them before wiping.
-        LocalStack(paths).down()
-        shutil.rmtree(TEST_STATE)
+    TEST_RUNS.mkdir(parents=True, exist_ok=True)
+    _reap_old_runs()
+    run_dir = TEST_RUNS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    paths = StackPaths(cache=default_cache_dir(), state=run_dir / "state")
     paths.state.mkdir(parents=True)
     return paths
 
