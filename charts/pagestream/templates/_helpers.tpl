@@ -1,0 +1,58 @@
+{{/*
+The standard helper set: names truncated to 63 characters (the DNS label limit), labels with
+helm.sh/chart and app.kubernetes.io/*, and selector labels with name and instance only, so
+selectors never change between chart versions.
+*/}}
+
+{{- define "pagestream.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pagestream.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pagestream.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pagestream.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pagestream.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pagestream.labels" -}}
+helm.sh/chart: {{ include "pagestream.chart" . }}
+{{ include "pagestream.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: pagestream
+{{- end }}
+
+{{- define "pagestream.operator.fullname" -}}
+{{- printf "%s-operator" (include "pagestream.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pagestream.operator.labels" -}}
+{{ include "pagestream.labels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "pagestream.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "pagestream.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,184 @@
+"""Applying: rendered objects go to the API server with server-side apply.
+
+Every child is applied whole with one field manager and ``force=True``: the operator owns
+every field it renders, so a hand edit of such a field is overwritten on the next pass (drift
+correction), and fields it does not render (a status, a label another tool adds) are left
+alone. Owner references make the garbage collector delete children with their pipeline.
+
+The calls go through the kubernetes client's generic ``call_api`` with paths built from
+:data:`render.CHILD_KINDS`, so no API discovery is needed and every kind is handled the same
+way. A 404 on delete counts as success: the object is gone either way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from pagestream_operator.render import CHILD_KINDS, PIPELINE_LABEL
+from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
+
+FIELD_MANAGER = "pagestream-operator"
+PIPELINE_API = f"{API_GROUP}/{API_VERSION}"
+PLURALS = {(api, kind): plural for api, kind, plural in CHILD_KINDS}
+PLURALS[(PIPELINE_API, KIND)] = PLURAL
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    api_version: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> ChildRef:
+        return cls(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+    @classmethod
+    def from_status(cls, raw: dict[str, Any]) -> ChildRef | None:
+        try:
+            return cls(raw["apiVersion"], raw["kind"], raw["name"])
+        except KeyError:
+            return None
+
+    def to_status(self) -> dict[str, str]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def owner_reference(pipeline: dict[str, Any]) -> dict[str, Any]:
+    meta = pipeline["metadata"]
+    return {
+        "apiVersion": PIPELINE_API,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned(obj: dict[str, Any], pipeline: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` owned by ``pipeline``."""
+    meta = dict(obj["metadata"])
+    meta["ownerReferences"] = [owner_reference(pipeline)]
+    return {**obj, "metadata": meta}
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    plural = PLURALS[(api_version, kind)]
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+class KubeApi:
+    """The few calls the operator makes, on one kubernetes ``ApiClient``."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        method, url, headers, payload, post = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, header_params=headers, body=payload, post_params=post, _request_timeout=30
+        )
+        response.read()
+        text = response.data.decode() if response.data else ""
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=text, data=None)
+        return json.loads(text) if text else None
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(api_version, kind, namespace, name))  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        return self._call(  # type: ignore[no-any-return]
+            "PATCH",
+            path,
+            # JSON is YAML; the client only serialises bodies itself for JSON content types.
+            body=json.dumps(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, ref: ChildRef, namespace: str) -> bool:
+        """Delete a child; False when it was already gone (which is success too)."""
+        try:
+            self._call(
+                "DELETE",
+                _path(ref.api_version, ref.kind, namespace, ref.name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def list_children(
+        self, api_version: str, kind: str, namespace: str, pipeline: str
+    ) -> list[dict[str, Any]]:
+        result = self._call(
+            "GET",
+            _path(api_version, kind, namespace),
+            query=[("labelSelector", f"{PIPELINE_LABEL}={pipeline}")],
+        )
+        return list(result.get("items", []))
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(PIPELINE_API, KIND, namespace, name)
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch status. No resourceVersion: status is recomputed from scratch on every
+        pass, so the last writer is right, and a conflict would only delay convergence."""
+        self._call(
+            "PATCH",
+            _path(PIPELINE_API, KIND, namespace, name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+
+def new_api(kubeconfig: str | None = None, *, pool_size: int = 8) -> KubeApi:
+    """A client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster service account.
+    ``pool_size`` should match the handler threads, so none waits for a connection."""
+    import os
+
+    from kubernetes import config
+
+    cfg = client.Configuration()
+    if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    else:
+        config.load_incluster_config(client_configuration=cfg)
+    cfg.connection_pool_maxsize = pool_size
+    return KubeApi(client.ApiClient(cfg))
