@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
+from pagestream_spark.enrich import page_url
 from pagestream_spark.enrich.page_url import (
     Campaign,
     PageUrl,
@@ -113,3 +117,34 @@ def test_absent_event_fields_fall_back_to_the_url(absent: object) -> None:
 def test_no_campaign_anywhere() -> None:
     assert campaign_of(parse_page_url("https://s.fr/"), False, False) == Campaign(None, None, None)
     assert campaign_of(EMPTY, "newsletter", "") == Campaign("newsletter", None, None)
+
+
+def test_fast_url_split_agrees_with_urlsplit(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(42)
+    prefixes = ["", "http://", "https://", "//", "/", "a:", "HTTP://", "x-y.z+1:", "1a:", "?", "#"]
+    alphabet = "aZ09.-_:/?#@%&=+;~! éя"
+    urls = [
+        rng.choice(prefixes) + "".join(rng.choices(alphabet, k=rng.randint(0, 24)))
+        for _ in range(20_000)
+    ]
+    urls += ["http://user:pw@Host.COM.:8080/p?q#f", "http://h:x/", "h:80/x", "about:blank"]
+    fast = [page_url.split_url(url) for url in urls]
+    monkeypatch.setattr(page_url, "_NEEDS_URLSPLIT", re.compile(""))  # always urlsplit
+    page_url._host_of_netloc.cache_clear()
+    assert [page_url.split_url(url) for url in urls] == fast
+    assert sum(parts is not None and parts.host is not None for parts in fast) > 5000
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://user:pw@Host.COM.:8080/p", "host.com"),
+        ("www.glamira.fr:8080/x", "www.glamira.fr"),
+        ("about:blank", None),
+        ("mailto:someone@example.com", None),
+        ("http://[2001:db8::1]:8080/", "2001:db8::1"),
+    ],
+)
+def test_split_url_hosts(url: str, host: str | None) -> None:
+    parts = page_url.split_url(url)
+    assert parts is not None and parts.host == host

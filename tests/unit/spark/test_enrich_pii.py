@@ -6,7 +6,14 @@ import hmac
 
 import pytest
 
-from pagestream_spark.enrich.pii import daily_salt, hash_email, normalize_email, visitor_id
+from pagestream_spark.enrich.pii import (
+    daily_salt,
+    encode_field,
+    hash_email,
+    normalize_email,
+    visitor_id,
+    visitor_id_of_encoded,
+)
 
 KEY = b"test-secret-key"
 DAY = dt.date(2020, 6, 4)
@@ -88,3 +95,11 @@ def test_visitor_id_tolerates_absent_and_odd_inputs() -> None:
     assert visitor_id(salt, None, None, None) == visitor_id(salt, "", "", "")
     assert visitor_id(salt, "s", False, 3) == visitor_id(salt, "s", "", "")
     assert isinstance(visitor_id(salt, "s", "\ud800", "\x00☃" * 10_000), int)
+
+
+def test_pre_encoded_fields_give_the_same_id() -> None:
+    salt = daily_salt(KEY, DAY)
+    encoded = encode_field("glamira.fr") + encode_field("1.2.3.4") + encode_field(None)
+    assert visitor_id_of_encoded(salt, encoded) == visitor_id(salt, "glamira.fr", "1.2.3.4", "")
+    digest = hashlib.blake2b(encoded, digest_size=8, key=salt).digest()
+    assert visitor_id_of_encoded(salt, encoded) == int.from_bytes(digest, "big", signed=True)

@@ -291,24 +291,25 @@ def _visitor_ids(
         group_components = [unique_rows[:, position] for position in range(4)]
         row_group = row_group.reshape(-1)
 
-    # Index 0 of each component is "missing"; values lists are shifted to match.
+    # Index 0 of each component is "missing"; values lists are shifted to match. Each distinct
+    # value is encoded once, each distinct combination hashed once.
     date_salts = [salts[-1], *salts[:-1]]
-    site_values = ["", *sites.values]
-    ip_values = [None, *ips.values]
-    agent_values = [None, *user_agents.values]
+    site_fields = [pii.encode_field(None), *(pii.encode_field(site) for site in sites.values)]
+    ip_fields = [
+        pii.encode_field(None),
+        *(pii.encode_field(ip.strip() if isinstance(ip, str) else None) for ip in ips.values),
+    ]
+    agent_fields = [pii.encode_field(None), *map(pii.encode_field, user_agents.values)]
     group_ids: list[int | None] = []
-    for date_code, site_code, ip_code, agent_code in zip(*group_components, strict=True):
+    for date_code, site_code, ip_code, agent_code in zip(
+        *(component.tolist() for component in group_components), strict=True
+    ):
         salt = date_salts[date_code]
-        if salt is None:
-            group_ids.append(None)
-            continue
-        ip = ip_values[ip_code]
         group_ids.append(
-            pii.visitor_id(
-                salt,
-                site_values[site_code],
-                ip.strip() if isinstance(ip, str) else None,
-                agent_values[agent_code],
+            None
+            if salt is None
+            else pii.visitor_id_of_encoded(
+                salt, site_fields[site_code] + ip_fields[ip_code] + agent_fields[agent_code]
             )
         )
     distinct = pd.array(group_ids, dtype="Int64")

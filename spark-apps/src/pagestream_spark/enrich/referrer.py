@@ -11,13 +11,11 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from pagestream_spark.enrich._text import present_text, storable
+from pagestream_spark.enrich.page_url import split_url
 
 MEDIUMS = ("search", "social", "internal", "direct", "other")
-
-_MAX_URL_CHARS = 4096
 
 # Second-level labels under which country TLDs register names (google.co.uk, google.com.br,
 # yahoo.co.jp, naver.co.kr...): with one of these before a two-letter TLD, the registrable
@@ -129,21 +127,10 @@ DIRECT = Referrer(None, "direct")
 
 
 def url_host(url: object) -> str | None:
-    """Lower-cased host name of an absolute URL (no port, no credentials), None if there is
-    none. A URL without a scheme (`www.shop.fr/x`) is read as http. Never raises."""
-    text = present_text(url)
-    if text is None:
-        return None
-    text = text[:_MAX_URL_CHARS]
-    if "//" not in text:
-        text = "http://" + text
-    try:
-        host = urlsplit(text).hostname
-    except ValueError:  # e.g. an unbalanced "[" in an IPv6 host
-        return None
-    if not host:
-        return None
-    return storable(host.rstrip("."))
+    """Lower-cased host name of a URL (no port, no credentials), None if there is none; a URL
+    without a scheme (`www.shop.fr/x`) is read as http. Never raises."""
+    parts = split_url(url)
+    return parts.host if parts is not None else None
 
 
 def strip_www(host: str) -> str:
