@@ -432,3 +432,15 @@ def test_enrichment_columns_are_storable_even_from_unencodable_input() -> None:
     for name in ENRICHED_COLUMNS:
         if pa.types.is_string(table.schema.field(name).type):
             assert not any("\x00" in value for value in table.column(name).drop_null().to_pylist())
+
+
+def test_duplicate_index_labels_keep_rows_aligned() -> None:
+    events = random_events(60, seed=17)
+    events.index = [position // 3 for position in range(60)]
+    enriched = enrich_batch(events, pii_key=KEY, anonymize_ip=True, hash_email=True)
+    assert enriched.index.equals(events.index)
+    for position in range(60):
+        expected = expected_row(events.iloc[position])
+        assert enriched.iloc[position]["id"] == events.iloc[position]["id"]
+        assert enriched.iloc[position]["country_code"] == expected["country_code"]
+        assert cell(enriched.iloc[position]["visitor_id"]) == expected["visitor_id"]
