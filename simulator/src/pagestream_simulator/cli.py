@@ -264,8 +264,13 @@ def config_from_args(
     if args.replay is not None and args.keep_timing:
         rate = 0.0  # the file's own timing paces the run
     simulating = args.start_time is not None
-    start_time = args.start_time if simulating else (time.time() if now is None else now)
     sim_rate = args.sim_rate if args.sim_rate is not None else (rate or DEFAULT_SIM_RATE)
+    now = time.time() if now is None else now
+    start_time = args.start_time if simulating else now
+    if not simulating and rate == 0 and args.count:
+        # As fast as possible, a count of events spans count / sim_rate simulated seconds:
+        # end them at about now rather than far in the future.
+        start_time = now - args.count / sim_rate
     daily_rhythm = args.daily_rhythm if args.daily_rhythm is not None else simulating
     try:
         producer = ProducerSettings(

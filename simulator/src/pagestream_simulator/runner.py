@@ -117,6 +117,17 @@ def generation_truth(tally: Tally, generator: EventGenerator) -> dict[str, Any]:
         "malformed": tally.malformed,
         "malformed_by_kind": dict(sorted(tally.malformed_by_kind.items())),
         "dead_letters_by_reason": tally.dead_letters_by_reason(),
+        # What the streaming job must record for this run (with bot filtering on, its
+        # default): see docs/event-contract.md, "How the job classifies records".
+        "job_outcomes": {
+            "stored_page_views": page_views - tally.valid_bot_page_views,
+            "stored_other_events": tally.valid_events
+            - page_views
+            - (tally.valid_bot_events - tally.valid_bot_page_views),
+            "bots": tally.valid_bot_events,
+            "duplicates": tally.duplicates_sent,
+            "dead_letters": tally.dead_letters_by_reason(),
+        },
         "sessions_started": generator.sessions_started,
         "bot_sessions_started": generator.bot_sessions_started,
         "devices": generator.devices_created,
@@ -246,6 +257,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
         window_start, window_sent = started, 0
         sent = 0
         next_check = chunk
+        warned_ahead = False
         send = sink.send
         # The generator allocates a dict per event and keeps long-lived session objects:
         # freeze what exists and collect young objects less often (measured ~10% faster).
@@ -266,6 +278,8 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
                         progress.update(sent, rate_now, sink.counts.delivered)
                     if stop.is_set() or (deadline is not None and now >= deadline):
                         break
+                    if generator is not None and not warned_ahead:
+                        warned_ahead = _warn_if_ahead(generator)
                     pacer.wait(sent)
                     if stop.is_set():
                         break
@@ -308,6 +322,20 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
     if config.manifest is not None:
         config.manifest.write_bytes(result.to_json() + b"\n")
     return result
+
+
+def _warn_if_ahead(generator: EventGenerator) -> bool:
+    """Event times more than a day ahead of the consumer's clock are invalid; say so once
+    when the simulated clock (sending faster than simulated time passes) gets near that."""
+    ahead = generator.now - time.time()
+    if ahead > 3600:
+        log.warning(
+            "simulated time is ahead of the wall clock; past one day ahead, consumers reject "
+            "events as invalid_timestamp (use --start-time in the past, or a higher --sim-rate)",
+            extra={"ahead_seconds": round(ahead)},
+        )
+        return True
+    return False
 
 
 def _config_summary(config: RunConfig) -> dict[str, Any]:

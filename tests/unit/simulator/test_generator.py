@@ -123,6 +123,18 @@ def test_crawlers_are_recognised_as_bots_and_browsers_are_not() -> None:
             assert device is None or device.family != "Spider", agent.user_agent
 
 
+def test_the_streaming_jobs_classifier_agrees_on_bots_and_device_classes() -> None:
+    # The consumer's own user-agent enrichment, so bot ground truth cannot drift from it.
+    from pagestream_spark.enrich.user_agent import classify_user_agent
+
+    for crawler in CRAWLERS:
+        assert classify_user_agent(crawler.user_agent).is_bot, crawler.user_agent
+    for device_class, agents in HUMAN_AGENTS.items():
+        for agent in agents:
+            info = classify_user_agent(agent.user_agent)
+            assert not info.is_bot and info.device_class == device_class, agent.user_agent
+
+
 def test_store_ips_geolocate_to_the_store_country() -> None:
     geo = GeoIP2Fast()
     import random

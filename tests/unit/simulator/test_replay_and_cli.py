@@ -146,6 +146,14 @@ def test_simulated_time_turns_the_daily_rhythm_on() -> None:
     assert not config(["--start-time", "2026-11-02", "--no-daily-rhythm"]).generator.daily_rhythm
 
 
+def test_a_live_counted_burst_ends_at_about_now() -> None:
+    # As fast as possible, 50,000 events at 100 simulated events/s span 500 s: they are
+    # stamped from now - 500 s, not into the future (which consumers would reject).
+    c = config(["--max-speed", "--count", "50000"])
+    assert c.generator.start_time == 1_800_000_000.0 - 500
+    assert config(["--rate", "10", "--count", "50000"]).generator.start_time == 1_800_000_000.0
+
+
 def test_fault_options_reach_the_config() -> None:
     c = config(
         [
