@@ -9,8 +9,8 @@ without changing the output schema.
 Why not call `GeoIP2Fast.lookup` per address: it costs ~10 µs of Python per call, and a batch
 has 10^4-10^5 distinct addresses. Here the IPv4 networks are flattened once into sorted numpy
 arrays (first address, last address, country index) and a whole batch is located with one
-`np.searchsorted`. IPv6 (rare in page views) is located by `bisect` over the same tables, the
-algorithm geoip2fast itself uses.
+`np.searchsorted`; IPv6 likewise, over 16-byte big-endian keys (numpy "S16" arrays compare
+bytewise, which for fixed-width big-endian integers is numeric order).
 
 Deliberate differences from `GeoIP2Fast.lookup` (all tested):
 - `country_code` is always an ISO 3166-1 alpha-2 code or "ZZ" (fits a CHAR(2) column):
@@ -27,7 +27,6 @@ Deliberate differences from `GeoIP2Fast.lookup` (all tested):
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import os
 import re
@@ -94,9 +93,21 @@ class _CountryTables:
     v4_first: np.ndarray  # int64, sorted first address of each IPv4 network
     v4_last: np.ndarray  # int64, last address of each IPv4 network
     v4_country: np.ndarray  # int32 country index of each IPv4 network
-    v6_first: list[int]  # sorted first address of each IPv6 network (Python ints: 128 bits)
-    v6_last: list[int]
-    v6_country: list[int]
+    # IPv6 addresses are 128 bits: stored as 16 big-endian bytes ("S16"), whose byte order is
+    # their numeric order, so np.searchsorted works on them (and they take 16 bytes, not the
+    # ~50 of a Python int).
+    v6_first: np.ndarray  # S16, sorted first address of each IPv6 network
+    v6_last: np.ndarray  # S16
+    v6_country: np.ndarray  # int32
+
+
+_GEOIP2FAST_TABLE_GLOBALS = (
+    "mainIndex",
+    "mainListNamesCountry",
+    "mainListFirstIP",
+    "mainListIDCountryCodes",
+    "mainListNetlength",
+)
 
 
 @cache
@@ -121,6 +132,10 @@ def _tables() -> _CountryTables:
         first_chunks = list(geoip2fast_module.mainListFirstIP)
         netlen_chunks = list(geoip2fast_module.mainListNetlength)
         country_chunks = list(geoip2fast_module.mainListIDCountryCodes)
+        # Release geoip2fast's copy (~30 MiB per Python worker); a GeoIP2Fast created later
+        # loads its own again.
+        for name in _GEOIP2FAST_TABLE_GLOBALS:
+            setattr(geoip2fast_module, name, None)
     finally:
         if saved_warnings is None:
             os.environ.pop("PYTHONWARNINGS", None)
@@ -148,8 +163,8 @@ def _tables() -> _CountryTables:
                 v4_last.append(first + (1 << (32 - netlen)) - 1)
                 v4_country.append(country)
             else:
-                v6_first.append(first)
-                v6_last.append(first + (1 << (128 - netlen)) - 1)
+                v6_first.append(first.to_bytes(16, "big"))
+                v6_last.append((first + (1 << (128 - netlen)) - 1).to_bytes(16, "big"))
                 v6_country.append(country)
     return _CountryTables(
         codes=np.array(codes, dtype=object),
@@ -157,9 +172,9 @@ def _tables() -> _CountryTables:
         v4_first=np.array(v4_first, dtype=np.int64),
         v4_last=np.array(v4_last, dtype=np.int64),
         v4_country=np.array(v4_country, dtype=np.int32),
-        v6_first=v6_first,
-        v6_last=v6_last,
-        v6_country=v6_country,
+        v6_first=np.array(v6_first, dtype="S16"),
+        v6_last=np.array(v6_last, dtype="S16"),
+        v6_country=np.array(v6_country, dtype=np.int32),
     )
 
 
@@ -206,26 +221,32 @@ def _country_index_v4(addresses: np.ndarray) -> np.ndarray:
     return np.where(found, tables.v4_country[safe_position], -1)
 
 
-def _country_index_other(ip: object) -> int:
-    """Country index of a non-dotted-quad address (IPv6 and IPv4-mapped IPv6), -1 if unknown."""
+def _ipv6_key(ip: object) -> bytes | int | None:
+    """A non-dotted-quad address prepared for lookup: 16 bytes for a global IPv6 address, the
+    IPv4 integer for an IPv4-mapped one, None when it cannot be located."""
     if not isinstance(ip, str) or ":" not in ip or len(ip) > _MAX_IP_CHARS:
-        return -1
+        return None
     try:
         address = ipaddress.IPv6Address(ip.strip())
     except ValueError:
-        return -1
+        return None
     if address.ipv4_mapped is not None:
-        return int(_country_index_v4(np.array([int(address.ipv4_mapped)], dtype=np.int64))[0])
+        return int(address.ipv4_mapped)
     if not address.is_global:
         # Loopback, link-local, unique-local, documentation... and the small integers that
         # geoip2fast would otherwise compare against its IPv4 table.
-        return -1
-    value = int(address)
+        return None
+    return address.packed
+
+
+def _country_index_v6(keys: list[bytes]) -> np.ndarray:
+    """Country index for each 16-byte IPv6 address (-1 → not found)."""
     tables = _tables()
-    position = bisect.bisect_right(tables.v6_first, value) - 1
-    if position < 0 or value > tables.v6_last[position]:
-        return -1
-    return tables.v6_country[position]
+    addresses = np.array(keys, dtype="S16")
+    position = np.searchsorted(tables.v6_first, addresses, side="right") - 1
+    safe_position = np.clip(position, 0, None)
+    found = (position >= 0) & (addresses <= tables.v6_last[safe_position])
+    return np.where(found, tables.v6_country[safe_position], -1)
 
 
 def locate_ips(ips: Sequence[object]) -> LocatedIps:
@@ -235,8 +256,20 @@ def locate_ips(ips: Sequence[object]) -> LocatedIps:
     tables = _tables()
     ip_values = list(ips)
     country = _country_index_v4(ipv4_to_int(ip_values))
+    # Not a dotted quad (or not found): IPv6, which may carry an IPv4 address, or garbage.
+    v4_positions, v4_values, v6_positions, v6_keys = [], [], [], []
     for position in np.flatnonzero(country < 0):
-        country[position] = _country_index_other(ip_values[position])
+        key = _ipv6_key(ip_values[position])
+        if isinstance(key, bytes):
+            v6_positions.append(position)
+            v6_keys.append(key)
+        elif key is not None:
+            v4_positions.append(position)
+            v4_values.append(key)
+    if v4_positions:
+        country[v4_positions] = _country_index_v4(np.array(v4_values, dtype=np.int64))
+    if v6_positions:
+        country[v6_positions] = _country_index_v6(v6_keys)
     # Index -1 (not found) reads the last entry; mask it to unknown explicitly.
     found = country >= 0
     country_code = np.where(found, tables.codes[country], UNKNOWN_COUNTRY_CODE).astype(object)
