@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from pagestream_operator.apply import KubeApi
 from pagestream_operator.metrics import ERRORS, RECONCILE_DURATION, RECONCILES, PipelineStates
-from pagestream_operator.reconcile import ReconcileError, reconcile
+from pagestream_operator.reconcile import NamespaceTerminating, ReconcileError, reconcile
 from pagestream_operator.render import PIPELINE_LABEL
 from pagestream_operator.settings import OperatorSettings
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
@@ -53,6 +53,10 @@ class Reconciler:
                 if pipeline is None:  # deleted meanwhile: its children go with it
                     return
                 outcome = reconcile(self.api, pipeline, _emitter(pipeline))
+            except NamespaceTerminating:
+                # Everything in the namespace is going away, the pipeline included.
+                RECONCILES.labels(result="skipped", trigger=trigger).inc()
+                return
             except ReconcileError as exc:
                 RECONCILES.labels(result="error", trigger=trigger).inc()
                 ERRORS.labels(kind="api").inc()

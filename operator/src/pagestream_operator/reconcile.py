@@ -56,6 +56,14 @@ class ReconcileError(RuntimeError):
     """A step failed in a way that retrying may fix (API errors); status already says why."""
 
 
+class NamespaceTerminating(RuntimeError):
+    """The pipeline's namespace is being deleted: nothing can (or should) be created in it."""
+
+
+def _terminating(exc: ApiException) -> bool:
+    return exc.status == 403 and "being terminated" in (exc.body or "")
+
+
 @dataclass
 class Outcome:
     result: str  # "ok" | "invalid" | "error"
@@ -76,6 +84,9 @@ def _api_error(exc: ApiException) -> str:
 def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
     meta = pipeline["metadata"]
     name, namespace = meta["name"], meta["namespace"]
+    if meta.get("deletionTimestamp"):
+        # Being deleted: the garbage collector removes the children; recreating them would race it.
+        return Outcome("ok")
     generation = int(meta.get("generation") or 1)
     status: dict[str, Any] = dict(pipeline.get("status") or {})
     now = _now()
@@ -139,6 +150,8 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
             )
             after = api.apply(owned(child, pipeline))
         except ApiException as exc:
+            if _terminating(exc):
+                raise NamespaceTerminating(namespace) from exc
             apply_errors.append(f"{ref}: {_api_error(exc)}")
             continue
         if ref.kind == "SparkApplication":

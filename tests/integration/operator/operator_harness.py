@@ -3,7 +3,7 @@ fixtures; test modules import helpers from here by this module's unique name): t
 kube-apiserver, the operator as a real subprocess, a namespace per test, and helpers that poll
 with deadlines (never fixed sleeps) and play the Spark operator by patching status.
 
-The operator's logs go to ``.pagestream/test-stack/state/logs/operator-*.log``.
+The operator processes log to ``operator-*.log`` beside the servers' logs of the test run.
 """
 
 from __future__ import annotations

@@ -1,0 +1,134 @@
+"""The API server itself rejects invalid pipelines (structural schema + CEL rules in the CRD),
+with messages naming the field; the operator never sees them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from operator_harness import GROUP, PLURAL, VERSION, pipeline_body
+
+pytestmark = pytest.mark.kube
+
+
+def _set(spec: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = spec
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+
+
+# (changes to a valid spec, field the error names, words of the message)
+INVALID = {
+    "bad enum": (
+        {"lifecycle.state": "paused"},
+        "spec.lifecycle.state",
+        'supported values: "running", "suspended"',
+    ),
+    "bad upgrade mode": (
+        {"lifecycle.upgradeMode": "savepoint"},
+        "spec.lifecycle.upgradeMode",
+        "supported values",
+    ),
+    "negative driver cores": (
+        {"spark.driver.cores": -1},
+        "spec.spark.driver.cores",
+        "greater than or equal to 1",
+    ),
+    "zero executors": (
+        {"spark.executor.instances": 0},
+        "spec.spark.executor.instances",
+        "greater than or equal to 1",
+    ),
+    "both kafka sources": (
+        {"kafka.strimziCluster": {"name": "events"}},
+        "spec.kafka",
+        "set exactly one of strimziCluster or bootstrapServers",
+    ),
+    "neither kafka source": (
+        {"kafka.bootstrapServers": None},
+        "spec.kafka",
+        "set exactly one of strimziCluster or bootstrapServers",
+    ),
+    "inline kafka password": (
+        {"kafka.authentication": {"secretRef": {"name": "u"}, "password": "hunter2"}},
+        "spec.kafka.authentication.password",
+        "inline credentials are not allowed",
+    ),
+    "inline postgres password": (
+        {"postgres.password": "hunter2"},
+        "spec.postgres.password",
+        "inline credentials are not allowed",
+    ),
+    "inline pii key": (
+        {"processing.pii.hashKey": "s3cret"},
+        "spec.processing.pii.hashKey",
+        "inline keys are not allowed",
+    ),
+    "both postgres sources": (
+        {"postgres.secretRef": {"name": "db"}},
+        "spec.postgres",
+        "set exactly one of cnpgCluster or secretRef",
+    ),
+    "managed topic without strimzi": (
+        {"kafka.topic.manage": True},
+        "spec.kafka.topic.manage",
+        "needs spec.kafka.strimziCluster",
+    ),
+    "email hashing without a key": (
+        {"processing.pii.hashKeySecretRef": None},
+        "spec.processing.pii.hashKeySecretRef",
+        "is required when spec.processing.pii.hashEmail is true",
+    ),
+    "bad memory notation": (
+        {"spark.executor.memory": "2 GB"},
+        "spec.spark.executor.memory",
+        "should match",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID), ids=list(INVALID))
+def test_invalid_pipelines_are_rejected_naming_the_field(
+    objects: client.CustomObjectsApi, namespace: str, case: str
+) -> None:
+    changes, field, words = INVALID[case]
+    body = pipeline_body(f"bad-{uuid.uuid4().hex[:6]}")
+    for dotted, value in changes.items():
+        _set(body["spec"], dotted, value)
+    with pytest.raises(ApiException) as info:
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert info.value.status == 422, info.value.body
+    causes = json.loads(info.value.body)["details"]["causes"]
+    assert any(c.get("field") == field and words in c.get("message", "") for c in causes), causes
+
+
+def test_a_valid_pipeline_is_accepted_and_defaulted(
+    objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    created = objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, pipeline_body("ok")
+    )
+    spec = created["spec"]
+    assert spec["lifecycle"] == {"state": "running", "upgradeMode": "last-state"}
+    assert spec["spark"]["executor"] == {"instances": 1, "cores": 1, "memory": "1g"}
+    assert spec["monitoring"]["metricsPort"] == 9108
+
+
+def test_scale_subresource_sets_the_executor_count(
+    objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, pipeline_body("sc"))
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, namespace, PLURAL, "sc", {"spec": {"replicas": 4}}
+    )
+    body = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "sc")
+    assert body["spec"]["spark"]["executor"]["instances"] == 4
