@@ -152,6 +152,7 @@ class Session:
         "ip",
         "landing_query",
         "last",
+        "offset",
         "product",
         "referrer",
         "store",
@@ -164,6 +165,7 @@ class Session:
         self.device = device
         self.store_index = store_index
         self.store = store
+        self.offset = store.utc_offset_hours * 3600
         self.ip = ip
         self.last = ""  # previous collection; "" before the first event
         self.product: Product | None = None
@@ -216,6 +218,7 @@ class EventGenerator:
         self.rng = random.Random(config.seed)
         self.catalogue = Catalogue(random.Random(f"{config.seed}/catalogue"), config.catalogue_size)
         self.format_local = LocalTimeFormatter()
+        self._local_cache = self.format_local.cache  # read directly on the hot path
         self._product_paths: dict[tuple[int, str], str] = {}
 
         self.store_addresses = [AddressPool(s.cidrs) for s in STORES]
@@ -363,7 +366,7 @@ class EventGenerator:
     def _product_url(self, session: Session, product: Product) -> str:
         cache_key = (session.store_index, product.product_id)
         path = self._product_paths.get(cache_key)
-        if path is None:
+        if path is None:  # first view of this product in this store
             store = session.store
             words = PRODUCT_TYPES[product.kind]
             word = words.get(store.language, words["en"])
@@ -496,6 +499,10 @@ class EventGenerator:
         r_show = rng.random()
         true_time = int(at)
         event_time = true_time + device.skew
+        offset = session.offset
+        local_time = self._local_cache.get(event_time + offset)
+        if local_time is None:
+            local_time = self.format_local(event_time + offset)
         event: dict[str, Any] = {
             # ObjectId layout: creation second (server clock) then random bytes.
             "id": f"{true_time & 0xFFFFFFFF:08x}{rng.getrandbits(64):016x}",
@@ -507,7 +514,7 @@ class EventGenerator:
             "device_id": device.device_id,
             "api_version": "1.0",
             "store_id": store.store_id,
-            "local_time": self.format_local(event_time + store.utc_offset_hours * 3600),
+            "local_time": local_time,
             "show_recommendation": "true" if r_show < 0.4 else "false",
             "current_url": url,
             "referrer_url": referrer,
@@ -524,15 +531,9 @@ class EventGenerator:
         session.last = collection
         session.product = product
         session.url = url
-        return (device.key, collection, bot, store.utc_offset_hours * 3600, event)
+        return (device.key, collection, bot, offset, event)
 
     # -- the simulation loop ----------------------------------------------------------------
-
-    def _think_time(self, bot: bool) -> float:
-        r = self.rng.random()
-        if bot:
-            return 0.5 + 5.5 * r
-        return HUMAN_THINK_QUANTILES[int(r * THINK_TABLE_SIZE)]
 
     def __iter__(self) -> EventGenerator:
         return self
@@ -554,7 +555,9 @@ class EventGenerator:
             session.device.last_seen = at
         else:
             self.sequence += 1
-            heapq.heappush(heap, (at + self._think_time(bot), self.sequence, session))
+            r = self.rng.random()
+            think = 0.5 + 5.5 * r if bot else HUMAN_THINK_QUANTILES[int(r * THINK_TABLE_SIZE)]
+            heapq.heappush(heap, (at + think, self.sequence, session))
         return generated
 
     def take(self, count: int) -> list[GeneratedEvent]:

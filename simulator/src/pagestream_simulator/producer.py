@@ -70,7 +70,6 @@ class KafkaSink:
         self.settings = settings
         self.topic = settings.topic
         self.counts = DeliveryCounts()
-        self.sent = 0
         self._last_error_log = 0.0
         config = settings.librdkafka_config()
         config["on_delivery"] = self._on_delivery
@@ -94,14 +93,21 @@ class KafkaSink:
             log.warning("kafka client error", extra={"error": err.str(), "fatal": err.fatal()})
 
     def send(self, key: bytes | None, value: bytes) -> None:
+        try:
+            self.producer.produce(self.topic, value, key)
+        except BufferError:
+            self.send_when_room(key, value)
+
+    def send_when_room(self, key: bytes | None, value: bytes) -> None:
+        """The local queue is full: serve delivery reports until there is room, then send.
+        (Hot loops call ``producer.produce`` directly and come here only on BufferError.)"""
         while True:
+            self.producer.poll(0.05)
             try:
                 self.producer.produce(self.topic, value, key)
-                break
+                return
             except BufferError:
-                # The local queue is full: serve delivery reports until there is room.
-                self.producer.poll(0.05)
-        self.sent += 1
+                continue
 
     def poll(self, timeout: float = 0.0) -> None:
         self.producer.poll(timeout)
