@@ -222,6 +222,25 @@ def test_cli_writes_the_manifest_and_exits_zero(kafka: Kafka, tmp_path: Path) ->
     assert {p for p, _, _ in records} == {0, 1}
 
 
+def test_a_paced_run_for_a_duration_with_a_progress_bar(
+    kafka: Kafka, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = new_topic(kafka, partitions=1)
+    result = run(
+        RunConfig(
+            producer=settings(kafka, topic),
+            rate=400,
+            duration=1.5,
+            progress=True,  # forced on: stderr is not a terminal here
+        )
+    )
+    assert result.ok and not result.interrupted and result.records_sent > 0
+    assert result.ground_truth["events_generated"] == result.records_sent
+    assert len(consume(kafka, topic, result.records_sent)) == result.records_sent
+    captured = capsys.readouterr()
+    assert "simulate" in captured.err and captured.out == ""
+
+
 def test_undeliverable_records_make_the_exit_status_non_zero(tmp_path: Path) -> None:
     manifest = tmp_path / "m.json"
     nobody = f"127.0.0.1:{free_port()}"  # nothing listens there

@@ -34,6 +34,7 @@ DEFAULT_TOPIC = "pagestream.events"
 # Simulated traffic level when --rate does not set it (as fast as possible): one simulated
 # day is ~8.6M events.
 DEFAULT_SIM_RATE = 100.0
+MAX_DEFAULT_SIM_RATE = 10_000.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -166,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--sim-rate",
         type=float,
         help=(
-            "average events per simulated second (default: --rate when pacing, else "
-            f"{DEFAULT_SIM_RATE:g}); sets how much simulated time the events span"
+            "average events per simulated second (default: --rate when pacing, at most "
+            f"{MAX_DEFAULT_SIM_RATE:g}, else {DEFAULT_SIM_RATE:g}); sets how much simulated "
+            "time the events span, and how many visitors are on the site at once"
         ),
     )
     gen.add_argument(
@@ -264,7 +266,13 @@ def config_from_args(
     if args.replay is not None and args.keep_timing:
         rate = 0.0  # the file's own timing paces the run
     simulating = args.start_time is not None
-    sim_rate = args.sim_rate if args.sim_rate is not None else (rate or DEFAULT_SIM_RATE)
+    if args.sim_rate is not None:
+        sim_rate = args.sim_rate
+    else:
+        # Visitors on the site at once grow with the simulated rate (~30 open sessions per
+        # event/s, a few hundred bytes each): past the cap, simulated time runs slower than
+        # the wall clock instead of memory running out.
+        sim_rate = min(rate, MAX_DEFAULT_SIM_RATE) if rate else DEFAULT_SIM_RATE
     now = time.time() if now is None else now
     start_time = args.start_time if simulating else now
     if not simulating and rate == 0 and args.count:

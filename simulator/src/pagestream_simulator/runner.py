@@ -159,6 +159,7 @@ class _Progress:
             enabled = sys.stderr.isatty()
         self.bar: Any = None
         if enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -173,6 +174,7 @@ class _Progress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:>9.0f} rec/s  delivered {task.fields[delivered]}"),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),  # stdout stays clean for pipes
                 transient=False,
             )
             self.task = self.bar.add_task("send", total=total, rate=0.0, delivered=0)
@@ -292,6 +294,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
             gc.unfreeze()
             interrupted = stop.is_set()
             pending = sink.flush(config.flush_timeout)
+            sink.poll(0)  # serve the last log events, which librdkafka would print at exit
             if pending:
                 log.error(
                     "records still undelivered after flush timeout",

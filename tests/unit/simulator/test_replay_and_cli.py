@@ -13,6 +13,7 @@ import pytest
 
 from pagestream_simulator.cli import (
     DEFAULT_SIM_RATE,
+    MAX_DEFAULT_SIM_RATE,
     UsageError,
     build_parser,
     config_from_args,
@@ -144,6 +145,12 @@ def test_simulated_time_turns_the_daily_rhythm_on() -> None:
     assert c.rate == 0 and c.generator.sim_rate == DEFAULT_SIM_RATE
     assert c.generator.daily_rhythm and c.generator.seed == 4
     assert not config(["--start-time", "2026-11-02", "--no-daily-rhythm"]).generator.daily_rhythm
+
+
+def test_the_default_simulated_rate_follows_the_rate_up_to_a_cap() -> None:
+    assert config(["--rate", "2500"]).generator.sim_rate == 2500
+    assert config(["--rate", "150000"]).generator.sim_rate == MAX_DEFAULT_SIM_RATE
+    assert config(["--rate", "150000", "--sim-rate", "20000"]).generator.sim_rate == 20000
 
 
 def test_a_live_counted_burst_ends_at_about_now() -> None:
