@@ -5,6 +5,7 @@ a signal stops a run cleanly; undeliverable records make the exit status non-zer
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -39,6 +41,16 @@ pytestmark = pytest.mark.kafka
 
 START = 1_793_577_600.0  # 2026-11-02T00:00:00Z: fixed, so runs are repeatable
 VALIDATOR = jsonschema.Draft202012Validator(event_json_schema())
+
+
+@pytest.fixture(autouse=True)
+def keep_root_logging() -> Iterator[None]:
+    """main() configures the root logger for a process; put it back for the next test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def binomial_bound(n: int, p: float, z: float = 5.0) -> tuple[float, float]:
@@ -254,6 +266,20 @@ def test_undeliverable_records_make_the_exit_status_non_zero(tmp_path: Path) -> 
     summary = json.loads(manifest.read_text())
     assert summary["records_sent"] == 500
     assert summary["delivered"] == 0 and summary["undelivered"] == 500
+
+
+def test_a_missing_topic_is_reported_before_sending(
+    kafka: Kafka, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = f"test.simulator.missing.{uuid.uuid4().hex[:8]}"
+    status = main(
+        [
+            *("--bootstrap-servers", kafka.bootstrap_servers, "--topic", missing),
+            *("--count", "10", "--log-level", "CRITICAL"),
+        ]
+    )
+    assert status == 1
+    assert f"topic '{missing}' does not exist" in capsys.readouterr().err
 
 
 def _metric(url: str, name: str) -> float | None:

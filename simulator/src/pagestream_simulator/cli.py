@@ -22,7 +22,7 @@ from types import FrameType
 from pagestream_common.logs import configure_logging
 from pagestream_simulator.faults import MALFORMED_KINDS, FaultConfig
 from pagestream_simulator.generator import GeneratorConfig
-from pagestream_simulator.producer import COMPRESSION_TYPES, ProducerSettings
+from pagestream_simulator.producer import COMPRESSION_TYPES, ProducerSettings, TopicMissingError
 from pagestream_simulator.replay import ReplayConfig
 from pagestream_simulator.runner import RunConfig, RunResult, run
 
@@ -372,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             previous[signum] = signal.signal(signum, request_stop)
     try:
         result = run(config, stop)
+    except TopicMissingError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

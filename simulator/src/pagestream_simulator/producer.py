@@ -126,6 +126,28 @@ class KafkaSink:
         self.producer.poll(0)
 
 
+class TopicMissingError(RuntimeError):
+    """The topic does not exist (and brokers do not create topics on first use)."""
+
+
+def check_topic(producer: Producer, topic: str, timeout: float = 5.0) -> int | None:
+    """Partitions of ``topic``; raises TopicMissingError if the cluster says it does not
+    exist; None if the cluster cannot be reached yet (records will then fail and be counted)."""
+    try:
+        metadata = producer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        log.warning("cannot read topic metadata", extra={"topic": topic, "error": str(exc)})
+        return None
+    found = metadata.topics.get(topic)
+    if found is None or (
+        found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    ):
+        raise TopicMissingError(
+            f"topic {topic!r} does not exist: create it, or pass --create-topic PARTITIONS"
+        )
+    return len(found.partitions)
+
+
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: float = 30) -> bool:
     """Create ``topic`` unless it exists; True if it was created."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})

@@ -20,7 +20,12 @@ import orjson
 from pagestream_simulator.faults import MALFORMED_KINDS, FaultConfig, FaultInjector, Tally
 from pagestream_simulator.generator import EventGenerator, GeneratorConfig
 from pagestream_simulator.metrics import MetricsServer, Snapshot
-from pagestream_simulator.producer import KafkaSink, ProducerSettings, ensure_topic
+from pagestream_simulator.producer import (
+    KafkaSink,
+    ProducerSettings,
+    check_topic,
+    ensure_topic,
+)
 from pagestream_simulator.replay import ReplayConfig, ReplayTally, replay_records
 
 log = logging.getLogger(__name__)
@@ -201,6 +206,8 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
         log.info("topic ready", extra={"topic": settings.topic, "created": created})
 
     sink = KafkaSink(settings)
+    partitions = check_topic(sink.producer, settings.topic)
+    log.info("sending", extra={"topic": settings.topic, "partitions": partitions})
     tally = Tally()
     replay_tally = ReplayTally()
     generator: EventGenerator | None = None
