@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from pagestream_operator.apply import KubeApi
 from pagestream_operator.metrics import ERRORS, RECONCILE_DURATION, RECONCILES, PipelineStates
-from pagestream_operator.reconcile import NamespaceTerminating, ReconcileError, reconcile
+from pagestream_operator.reconcile import EmitFn, NamespaceTerminating, ReconcileError, reconcile
 from pagestream_operator.render import PIPELINE_LABEL
 from pagestream_operator.settings import OperatorSettings
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
@@ -90,7 +90,7 @@ class Reconciler:
                 )
 
 
-def _emitter(pipeline: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _emitter(pipeline: dict[str, Any]) -> EmitFn:
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(pipeline, type=kind, reason=reason, message=message[:1000])
 
@@ -101,6 +101,7 @@ def register(settings: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(api)
     resource = (API_GROUP, API_VERSION, PLURAL)
+    workers = settings.workers
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -109,7 +110,7 @@ def register(settings: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.reporting_component = "pagestream-operator"
-        settings.execution.max_workers = settings_workers
+        settings.execution.max_workers = workers
         # Pipelines carry kopf's progress in annotations (the CRD prunes unknown status
         # fields), and the last-handled spec for update detection.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -120,8 +121,6 @@ def register(settings: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
         )
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
-
-    settings_workers = settings.workers
 
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)

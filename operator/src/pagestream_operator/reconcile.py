@@ -159,7 +159,7 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
         if before is None:
             outcome.created.append(str(ref))
             emit("Normal", Reason.CHILD_CREATED.value, f"Created {ref}")
-        elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
+        elif _changed(before, after):
             outcome.updated.append(str(ref))
             emit("Normal", Reason.CHILD_UPDATED.value, f"Updated {ref} to the rendered spec")
     for ref in previous_refs:
@@ -197,6 +197,16 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
         outcome.result = "error"
         raise ReconcileError("; ".join(apply_errors))
     return outcome
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Did our apply change the object? Custom resources count spec changes in
+    ``metadata.generation`` (a status write by their controller does not bump it); kinds without
+    a generation fall back to the resourceVersion."""
+    b, a = before["metadata"], after["metadata"]
+    if "generation" in b and "generation" in a:
+        return bool(b["generation"] != a["generation"] or b.get("labels") != a.get("labels"))
+    return bool(b.get("resourceVersion") != a.get("resourceVersion"))
 
 
 def _union(first: list[ChildRef], second: list[ChildRef]) -> list[ChildRef]:

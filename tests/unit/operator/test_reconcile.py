@@ -1,0 +1,261 @@
+"""The reconcile pass's logic, on an in-memory stand-in for the few API calls it makes.
+
+These are unit tests of ordering and bookkeeping (intent recorded before applying, idempotent
+repeats, upgrade markers, deletion of unwanted children). The integration tests run the same
+code against the real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from pagestream_operator.apply import PIPELINE_API, ChildRef
+from pagestream_operator.reconcile import ReconcileError, reconcile
+from pagestream_operator.spec import KIND
+
+NS = "shop"
+
+
+class MemoryApi:
+    """Objects by (apiVersion, kind, name) in one namespace, with generation bookkeeping."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_kinds: set[str] = set()
+        self._version = 0
+
+    def _bump(self, obj: dict[str, Any]) -> None:
+        self._version += 1
+        obj["metadata"]["resourceVersion"] = str(self._version)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", f"{kind}/{name}"))
+        obj = self.objects.get((api_version, kind, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", f"{obj['kind']}/{obj['metadata']['name']}"))
+        if obj["kind"] in self.fail_kinds:
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        existing = self.objects.get(key)
+        new = copy.deepcopy(obj)
+        new["metadata"]["generation"] = 1
+        if existing:
+            if existing.get("spec") == new.get("spec") and existing["metadata"].get(
+                "labels"
+            ) == new["metadata"].get("labels"):
+                return copy.deepcopy(existing)
+            new["metadata"]["generation"] = existing["metadata"]["generation"] + 1
+            if "status" in existing:
+                new["status"] = existing["status"]
+        self._bump(new)
+        self.objects[key] = new
+        return copy.deepcopy(new)
+
+    def delete(self, ref: ChildRef, namespace: str) -> bool:
+        self.calls.append(("delete", str(ref)))
+        return self.objects.pop((ref.api_version, ref.kind, ref.name), None) is not None
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("status", name))
+        current = self.objects[(PIPELINE_API, KIND, name)].setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+
+    # test helpers
+
+    def pipeline(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.objects[(PIPELINE_API, KIND, name)])
+
+    def add_pipeline(self, name: str, spec: dict[str, Any]) -> None:
+        self.objects[(PIPELINE_API, KIND, name)] = {
+            "apiVersion": PIPELINE_API,
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1},
+            "spec": spec,
+        }
+
+    def set_spec(self, name: str, spec: dict[str, Any]) -> None:
+        obj = self.objects[(PIPELINE_API, KIND, name)]
+        obj["spec"] = spec
+        obj["metadata"]["generation"] += 1
+
+    def spark_status(self, name: str, state: str, submission: str) -> None:
+        app = self.objects[("sparkoperator.k8s.io/v1beta2", "SparkApplication", name)]
+        app["status"] = {"applicationState": {"state": state}, "submissionID": submission}
+
+    def app(self, name: str) -> dict[str, Any]:
+        return self.objects[("sparkoperator.k8s.io/v1beta2", "SparkApplication", name)]
+
+
+def base_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "kafka": {"bootstrapServers": "k:9092", "topic": {"name": "views"}},
+        "postgres": {"cnpgCluster": {"name": "db"}},
+        "spark": {"image": "img:1"},
+        "processing": {"pii": {"hashKeySecretRef": {"name": "pii"}}},
+        "checkpoint": {"uri": "s3a://b"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+class Events(list[tuple[str, str, str]]):
+    def __call__(self, kind: str, reason: str, message: str) -> None:
+        self.append((kind, reason, message))
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self]
+
+
+def run(api: MemoryApi, name: str = "p") -> Events:
+    events = Events()
+    reconcile(api, api.pipeline(name), events)  # type: ignore[arg-type]
+    return events
+
+
+def checkpoint_arg(app: dict[str, Any]) -> str:
+    args = app["spec"]["arguments"]
+    return str(args[args.index("--checkpoint-location") + 1])
+
+
+def test_first_pass_records_intent_before_applying_and_owns_the_child() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    events = run(api)
+    writes = [c for c in api.calls if c[0] in ("status", "apply")]
+    assert writes[0] == ("status", "p")  # intent first
+    assert ("apply", "SparkApplication/p") in writes
+    app = api.app("p")
+    assert app["metadata"]["ownerReferences"][0]["uid"] == "uid-p"
+    status = api.pipeline("p")["status"]
+    assert status["lifecycleState"] == "DEPLOYING"
+    assert status["checkpoint"]["epoch"] == 1
+    assert status["children"] == [
+        {"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication", "name": "p"}
+    ]
+    assert events.reasons() == ["ChildCreated", "Deploying"]
+
+
+def test_a_repeated_pass_changes_nothing() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    api.calls.clear()
+    events = run(api)
+    assert [c for c in api.calls if c[0] in ("status", "delete")] == []
+    assert events == []
+
+
+def test_last_state_upgrade_marks_and_completes() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+    before = checkpoint_arg(api.app("p"))
+
+    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    events = run(api)
+    status = api.pipeline("p")["status"]
+    assert status["lifecycleState"] == "UPGRADING"
+    assert status["upgrade"]["fromSubmissionID"] == "s1"
+    assert checkpoint_arg(api.app("p")) == before
+    assert "UpgradeStarted" in events.reasons()
+    assert "ChildUpdated" in events.reasons()
+
+    run(api)  # the Spark operator has not resubmitted yet: still upgrading
+    assert api.pipeline("p")["status"]["lifecycleState"] == "UPGRADING"
+    api.spark_status("p", "RUNNING", "s2")
+    events = run(api)
+    status = api.pipeline("p")["status"]
+    assert status["lifecycleState"] == "RUNNING"
+    assert "upgrade" not in status
+    assert "UpgradeCompleted" in events.reasons()
+
+
+def test_stateless_upgrade_moves_the_checkpoint_to_the_new_generation() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    run(api)
+    assert checkpoint_arg(api.app("p")).endswith("/epoch-1")
+    api.set_spec("p", base_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"}))
+    run(api)
+    assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
+    assert api.pipeline("p")["status"]["checkpoint"]["epoch"] == 2
+
+
+def test_children_no_longer_wanted_are_deleted_and_forgotten() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor", "dashboards": True}))
+    run(api)
+    assert len(api.pipeline("p")["status"]["children"]) == 3
+    api.set_spec("p", base_spec())
+    events = run(api)
+    assert sorted(c for c in api.calls if c[0] == "delete") == [
+        ("delete", "ConfigMap/p-dashboard-health"),
+        ("delete", "PodMonitor/p"),
+    ]
+    assert events.reasons().count("ChildDeleted") == 2
+    assert [c["kind"] for c in api.pipeline("p")["status"]["children"]] == ["SparkApplication"]
+
+
+def test_an_invalid_spec_applies_nothing_and_is_reported_once() -> None:
+    api = MemoryApi()
+    # Both Kafka sources: the CRD would reject this; the operator must not rely on it.
+    api.add_pipeline(
+        "p",
+        base_spec(
+            kafka={
+                "bootstrapServers": "k:1",
+                "strimziCluster": {"name": "e"},
+                "topic": {"name": "v"},
+            }
+        ),
+    )
+    events = run(api)
+    assert not [c for c in api.calls if c[0] == "apply"]
+    degraded = {c["type"]: c for c in api.pipeline("p")["status"]["conditions"]}["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert "spec.kafka" in degraded["message"]
+    assert events.reasons() == ["InvalidSpec"]
+    assert run(api) == []
+
+
+def test_an_apply_failure_is_reported_and_retried() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor"}))
+    api.fail_kinds.add("PodMonitor")
+    with pytest.raises(ReconcileError, match="PodMonitor/p: 422"):
+        run(api)
+    status = api.pipeline("p")["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["reason"] == "ApplyFailed"
+    assert api.app("p")  # the other children were still applied
+
+
+def test_a_pipeline_being_deleted_is_left_to_the_garbage_collector() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    api.objects[(PIPELINE_API, KIND, "p")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert run(api) == []
+    assert not [c for c in api.calls if c[0] in ("apply", "status")]
+
+
+def test_a_deleted_child_is_recreated() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    del api.objects[("sparkoperator.k8s.io/v1beta2", "SparkApplication", "p")]
+    events = run(api)
+    assert "ChildCreated" in events.reasons()
+    assert api.app("p")
