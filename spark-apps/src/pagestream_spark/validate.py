@@ -164,7 +164,8 @@ def _time_stamp_check() -> Column:
     t = _type_of("time_stamp")
     numeric = t.isin(*_INTEGER_TYPES) | t.startswith("DECIMAL") | (t == "DOUBLE") | (t == "FLOAT")
     as_double = F.expr("try_variant_get(v, '$.time_stamp', 'double')")
-    integral = as_double == F.floor(as_double)
+    # Not floor(): it returns a bigint, which overflows for huge values such as 1e30.
+    integral = (as_double % 1) == 0
     return (
         F.when(t.isNull(), F.lit("time_stamp: required field missing"))
         .when(~numeric, F.concat(F.lit("time_stamp: expected an integer, got "), t))

@@ -1,0 +1,163 @@
+"""classify_records on small inline DataFrames: each contract rule and quirk, one row each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from pagestream_common.contract import MAX_RECORD_BYTES
+from pagestream_spark.validate import classify_records
+
+NOW = 1_800_000_000
+EVENT = {
+    "id": "5ed8cb2bc1f5b2a6c8fd1a2c",
+    "time_stamp": 1591266092,
+    "ip": "37.170.17.183",
+    "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 13_3 like Mac OS X)",
+    "resolution": "375x667",
+    "user_id_db": "",
+    "device_id": "7d3f1c9e",
+    "api_version": "1.0",
+    "store_id": "12",
+    "local_time": "2020-06-04 12:21:27",
+    "show_recommendation": "false",
+    "current_url": "https://www.glamira.fr/glamira-anillo-saphira-skug100335.html?alloy=white-375",
+    "referrer_url": "https://www.glamira.fr/men-s-necklaces/",
+    "email_address": "",
+    "recommendation": False,
+    "utm_source": False,
+    "utm_medium": False,
+    "collection": "view_product_detail",
+    "product_id": "110474",
+    "option": [
+        {"option_label": "alloy", "option_id": "332084", "value_label": "", "value_id": "3279318"}
+    ],
+}
+DROP = object()
+
+
+def variant(**changes: object) -> bytes:
+    event = {k: v for k, v in EVENT.items() if changes.get(k, None) is not DROP}
+    event.update({k: v for k, v in changes.items() if v is not DROP})
+    return json.dumps(event).encode()
+
+
+def classify(spark, values: list[bytes]) -> list:  # type: ignore[no-untyped-def]
+    """Classify many records in one Spark job; rows come back in input order."""
+    raw = spark.createDataFrame(
+        [(bytearray(v), "views", 0, i) for i, v in enumerate(values)],
+        "value binary, topic string, partition int, offset long",
+    ).withColumn("timestamp", F.current_timestamp())
+    return classify_records(raw, F.lit(NOW)).orderBy("offset").collect()
+
+
+def test_the_contract_example_is_valid_and_quirks_become_absent(spark) -> None:  # type: ignore[no-untyped-def]
+    (row,) = classify(spark, [variant()])
+    assert row.dead_letter_reason is None and row.payload is None
+    assert (row.event_id, row.event_epoch, row.collection) == (
+        EVENT["id"],
+        1591266092,
+        "view_product_detail",
+    )
+    assert (row.utm_source, row.utm_medium, row.email_address, row.user_id_db) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert row.referrer_url == EVENT["referrer_url"] and row.option_count == 1
+
+
+INVALID = [
+    (b"x" * (MAX_RECORD_BYTES + 1), "oversize", f"record is {MAX_RECORD_BYTES + 1} bytes"),
+    (b'{"id": "a", ', "parse_error", "record is not valid JSON"),
+    (b"\xff\xfe{}", "parse_error", "record is not valid UTF-8"),
+    (b"[1, 2]", "schema_violation", "record is not a JSON object"),
+    (variant(id=123), "schema_violation", "id: expected a string, got BIGINT"),
+    (variant(id=""), "schema_violation", "id: length must be 1..64"),
+    (
+        variant(time_stamp="1591266092"),
+        "schema_violation",
+        "time_stamp: expected an integer, got STRING",
+    ),
+    (
+        variant(time_stamp=1591266092.5),
+        "schema_violation",
+        "time_stamp: expected an integer, got a fraction",
+    ),
+    (variant(device_id=DROP), "schema_violation", "device_id: required field missing"),
+    (variant(product_id=DROP), "schema_violation", "product_id: required when collection"),
+    (
+        variant(utm_source=True),
+        "schema_violation",
+        "utm_source: expected a string, false or null",
+    ),
+    (
+        variant(recommendation=3),
+        "schema_violation",
+        "recommendation: expected a string, boolean or null",
+    ),
+    (
+        variant(option=[{"option_id": 5}]),
+        "schema_violation",
+        "option: every element must be an object",
+    ),
+    (variant(option="alloy"), "schema_violation", "option: expected a list or object"),
+    (variant(time_stamp=12), "invalid_timestamp", "time_stamp 12 is out of range"),
+    (variant(time_stamp=NOW + 2 * 86400), "invalid_timestamp", "is out of range"),
+    (variant(time_stamp=10**30), "invalid_timestamp", "is out of range"),
+]
+VALID = [
+    variant(option=DROP),
+    variant(option=[]),
+    variant(option=None),
+    variant(option={"option_label": "stone", "value_id": None}),
+    variant(time_stamp=1591266092.0),
+    variant(collection="add_to_cart_action", product_id=DROP),
+    variant(utm_source="google", utm_medium="cpc", email_address="a@b.c"),
+    variant(referrer_url=None, extra_field={"anything": [1, 2]}),
+    variant(time_stamp=NOW + 3600),
+]
+
+
+@pytest.fixture(scope="module")
+def verdicts(spark) -> dict[bytes, object]:  # type: ignore[no-untyped-def]
+    records = [record for record, _, _ in INVALID] + VALID
+    return dict(zip(records, classify(spark, records), strict=True))
+
+
+@pytest.mark.parametrize(("record", "reason", "detail"), INVALID)
+def test_each_violation_is_dead_lettered_with_its_reason(
+    verdicts, record: bytes, reason: str, detail: str
+) -> None:  # type: ignore[no-untyped-def]
+    row = verdicts[record]
+    assert row.dead_letter_reason == reason
+    assert detail in row.dead_letter_detail
+    assert bytes(row.payload) == record
+    assert row.event_id is None
+
+
+@pytest.mark.parametrize("record", VALID)
+def test_what_the_contract_allows_is_accepted(verdicts, record: bytes) -> None:  # type: ignore[no-untyped-def]
+    row = verdicts[record]
+    assert row.dead_letter_reason is None, row.dead_letter_detail
+
+
+def test_nul_characters_are_dropped_from_stored_text(spark) -> None:  # type: ignore[no-untyped-def]
+    (row,) = classify(
+        spark, [variant(user_agent="Mozilla\u0000/5.0", referrer_url="https://a.example/\u0000")]
+    )
+    assert row.dead_letter_reason is None
+    assert row.user_agent == "Mozilla/5.0" and row.referrer_url == "https://a.example/"
+
+
+def test_kafka_coordinates_are_kept_for_every_row(spark) -> None:  # type: ignore[no-untyped-def]
+    rows = classify(spark, [variant(), b"nope", variant(id="other")])
+    assert [(r.topic, r.partition, r.offset) for r in rows] == [
+        ("views", 0, 0),
+        ("views", 0, 1),
+        ("views", 0, 2),
+    ]
+    assert [r.dead_letter_reason for r in rows] == [None, "parse_error", None]
