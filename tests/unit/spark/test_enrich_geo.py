@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -136,9 +137,29 @@ def test_locate_ips_keeps_order_and_length() -> None:
     assert len(locate_ips([])) == 0
 
 
-def test_loading_does_not_leak_geoip2fasts_environment_change() -> None:
-    geo._tables()
-    assert os.environ.get("PYTHONWARNINGS") != "ignore"
+def test_loading_leaves_the_environment_and_other_geoip2fast_instances_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A first import of geoip2fast, as in a fresh Spark worker (monkeypatch puts the modules
+    # this session already imported back afterwards).
+    for name in [m for m in sys.modules if m == "geoip2fast" or m.startswith("geoip2fast.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    geo._tables.cache_clear()
+    assert geo.locate_ip("80.12.34.56").country_code == "FR"
+    assert "PYTHONWARNINGS" not in os.environ  # geoip2fast's PYTHONWARNINGS=ignore was undone
+
+    from geoip2fast import GeoIP2Fast  # the module object our load just used
+
+    earlier = GeoIP2Fast()  # the IPv4-only default file, whose tables live in module globals
+    assert earlier.lookup("5.62.60.5").country_code == "--"  # its Andorra quirk
+    geo._tables.cache_clear()
+    geo._tables()  # loads the IPv4+IPv6 file through the same module globals
+    # The earlier instance still answers from its own file.
+    assert earlier.lookup("80.12.34.56").country_code == "FR"
+    assert earlier.lookup("5.62.60.5").country_code == "--"
+    assert earlier.lookup("2a01:cb00::1").country_code == "--"  # no IPv6 in its file
+    assert geo.locate_ip("5.62.60.5").country_code == "AD"
 
 
 @pytest.mark.parametrize(

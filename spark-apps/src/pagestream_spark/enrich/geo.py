@@ -101,15 +101,6 @@ class _CountryTables:
     v6_country: np.ndarray  # int32
 
 
-_GEOIP2FAST_TABLE_GLOBALS = (
-    "mainIndex",
-    "mainListNamesCountry",
-    "mainListFirstIP",
-    "mainListIDCountryCodes",
-    "mainListNetlength",
-)
-
-
 @cache
 def _tables() -> _CountryTables:
     # geoip2fast sets PYTHONWARNINGS=ignore in the environment when imported, which would
@@ -125,17 +116,21 @@ def _tables() -> _CountryTables:
             import geoip2fast.geoip2fast as geoip2fast_module
             from geoip2fast import GeoIP2Fast
 
-        # geoip2fast keeps its tables in module globals, so copy them right after loading:
-        # another GeoIP2Fast(...) in this process would replace them.
+        # geoip2fast loads its tables into module globals, shared by every GeoIP2Fast in the
+        # process. So: load ours, copy what we need, then put the module back as it was. A
+        # GeoIP2Fast someone created earlier (e.g. a test's ground truth on the default file)
+        # keeps answering from its own data, and ours (~30 MiB as Python lists) is freed.
+        module_state = dict(vars(geoip2fast_module))
         GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA_FILE)
         country_entries = list(geoip2fast_module.mainListNamesCountry)
         first_chunks = list(geoip2fast_module.mainListFirstIP)
         netlen_chunks = list(geoip2fast_module.mainListNetlength)
         country_chunks = list(geoip2fast_module.mainListIDCountryCodes)
-        # Release geoip2fast's copy (~30 MiB per Python worker); a GeoIP2Fast created later
-        # loads its own again.
-        for name in _GEOIP2FAST_TABLE_GLOBALS:
-            setattr(geoip2fast_module, name, None)
+        for name in list(vars(geoip2fast_module)):
+            if name not in module_state:
+                delattr(geoip2fast_module, name)
+            elif vars(geoip2fast_module)[name] is not module_state[name]:
+                setattr(geoip2fast_module, name, module_state[name])
     finally:
         if saved_warnings is None:
             os.environ.pop("PYTHONWARNINGS", None)
