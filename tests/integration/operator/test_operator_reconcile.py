@@ -9,6 +9,7 @@ from kubernetes.client.rest import ApiException
 from operator_harness import (
     PODMON,
     RESYNC_SECONDS,
+    SERVICEMON,
     SPARK,
     TOPIC,
     Cluster,
@@ -283,6 +284,19 @@ def test_children_no_longer_wanted_are_deleted(operator: OperatorProcess, cluste
         return False
 
     eventually(dashboard_gone, what="dashboard ConfigMap deleted")
+
+    # Switching to a ServiceMonitor brings a headless Service in front of the driver.
+    cluster.patch_spec("trim", {"monitoring": {"monitor": "ServiceMonitor"}})
+    servicemon = eventually(lambda: cluster.get(SERVICEMON, "trim"), what="ServiceMonitor")
+    service = eventually(
+        lambda: cluster.core.read_namespaced_service("trim-metrics", cluster.namespace),
+        what="metrics Service",
+    )
+    assert service.spec.cluster_ip == "None"
+    assert service.spec.selector == {"pagestream.dev/pipeline": "trim", "spark-role": "driver"}
+    assert servicemon["spec"]["selector"]["matchLabels"].items() <= service.metadata.labels.items()
+    cluster.patch_spec("trim", {"monitoring": {"monitor": "None"}})
+    eventually(lambda: cluster.get(SERVICEMON, "trim") is None, what="ServiceMonitor deleted")
     status = cluster.wait_status(
         "trim", "children updated", lambda s: len(s.get("children", [])) == 2
     )["status"]
