@@ -219,6 +219,9 @@ class EventGenerator:
         self.catalogue = Catalogue(random.Random(f"{config.seed}/catalogue"), config.catalogue_size)
         self.format_local = LocalTimeFormatter()
         self._local_cache = self.format_local.cache  # read directly on the hot path
+        # ObjectId prefix (the creation second in hex), shared by the events of one second.
+        self._id_second = -1
+        self._id_prefix = ""
         self._product_paths: dict[tuple[int, str], str] = {}
 
         self.store_addresses = [AddressPool(s.cidrs) for s in STORES]
@@ -276,7 +279,7 @@ class EventGenerator:
         return items[int(self.rng.random() * len(items))]
 
     def _uuid4(self) -> str:
-        h = f"{self.rng.getrandbits(128):032x}"
+        h = self.rng.getrandbits(128).to_bytes(16, "big").hex()
         # Version 4, RFC 4122 variant, as a browser's crypto.randomUUID() would give.
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
@@ -499,13 +502,17 @@ class EventGenerator:
         r_show = rng.random()
         true_time = int(at)
         event_time = true_time + device.skew
+        if true_time != self._id_second:
+            self._id_second = true_time
+            self._id_prefix = f"{true_time & 0xFFFFFFFF:08x}"
+        id_prefix = self._id_prefix
         offset = session.offset
         local_time = self._local_cache.get(event_time + offset)
         if local_time is None:
             local_time = self.format_local(event_time + offset)
         event: dict[str, Any] = {
             # ObjectId layout: creation second (server clock) then random bytes.
-            "id": f"{true_time & 0xFFFFFFFF:08x}{rng.getrandbits(64):016x}",
+            "id": id_prefix + rng.getrandbits(64).to_bytes(8, "big").hex(),
             "time_stamp": event_time,
             "ip": session.ip,
             "user_agent": device.user_agent,
