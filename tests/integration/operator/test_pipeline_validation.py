@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from operator_harness import GROUP, PLURAL, VERSION, pipeline_body
+from operator_harness import GROUP, PLURAL, VERSION, kubectl, pipeline_body
+
+from pagestream.stack.kube import KubeControlPlane
 
 pytestmark = pytest.mark.kube
 
@@ -132,3 +134,21 @@ def test_scale_subresource_sets_the_executor_count(
     )
     body = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "sc")
     assert body["spec"]["spark"]["executor"]["instances"] == 4
+
+
+def test_kubectl_explain_reads_well(kube: KubeControlPlane, crds: list[str]) -> None:
+    text = kubectl(kube, "explain", "pageanalyticspipeline.spec").stdout
+    assert "Desired state of the pipeline." in text
+    for field in (
+        "kafka",
+        "postgres",
+        "spark",
+        "processing",
+        "checkpoint",
+        "lifecycle",
+        "monitoring",
+    ):
+        assert f"\n  {field}\t<Object>" in text, text
+    lifecycle = kubectl(kube, "explain", "pap.spec.lifecycle.upgradeMode").stdout
+    assert "last-state keeps" in lifecycle
+    assert "stateless" in lifecycle
