@@ -37,6 +37,20 @@ class Reconciler:
         self.states = PipelineStates()
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        # (namespace, pipeline) -> resourceVersion of its SparkApplication after our last pass.
+        self._app_versions: dict[tuple[str, str], str | None] = {}
+
+    def is_own_write(self, namespace: str, pipeline: str, resource_version: str | None) -> bool:
+        """A SparkApplication event that only echoes what the last pass applied."""
+        return resource_version is not None and (
+            self._app_versions.get((namespace, pipeline)) == resource_version
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.states.forget(namespace, name)
+        self._app_versions.pop((namespace, name), None)
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -73,6 +87,7 @@ class Reconciler:
             finally:
                 RECONCILE_DURATION.observe(time.perf_counter() - started)
             RECONCILES.labels(result=outcome.result, trigger=trigger).inc()
+            self._app_versions[(namespace, name)] = outcome.app_resource_version
             if outcome.lifecycle_state is not None:
                 self.states.set(namespace, name, outcome.lifecycle_state)
             if outcome.created or outcome.updated or outcome.deleted:
@@ -157,7 +172,13 @@ def register(settings: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
         )
         if owner is None:
             return
-        pipeline = {"metadata": {"namespace": body["metadata"]["namespace"], "name": owner["name"]}}
+        namespace = body["metadata"]["namespace"]
+        version = body["metadata"].get("resourceVersion")
+        if event.get("type") != "DELETED" and reconciler.is_own_write(
+            namespace, owner["name"], version
+        ):
+            return
+        pipeline = {"metadata": {"namespace": namespace, "name": owner["name"]}}
         try:
             reconciler.run(pipeline, trigger="child")
         except kopf.TemporaryError as exc:
@@ -168,6 +189,6 @@ def register(settings: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     def on_pipeline_deleted(body: kopf.Body, **_: Any) -> None:
         # No finalizer: the garbage collector deletes the children through their owner
         # references. This only forgets the pipeline in the metrics.
-        reconciler.states.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        reconciler.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
     return registry

@@ -68,6 +68,9 @@ def _terminating(exc: ApiException) -> bool:
 class Outcome:
     result: str  # "ok" | "invalid" | "error"
     lifecycle_state: LifecycleState | None = None
+    # The SparkApplication's resourceVersion as this pass left it: a watch event carrying it
+    # is this pass's own write, not news.
+    app_resource_version: str | None = None
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -193,6 +196,8 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
     )
     _write_status(api, pipeline, status, final, assessment, emit)
     outcome.lifecycle_state = assessment.lifecycle_state
+    if app_obj is not None:
+        outcome.app_resource_version = app_obj["metadata"].get("resourceVersion")
     if apply_errors:
         outcome.result = "error"
         raise ReconcileError("; ".join(apply_errors))

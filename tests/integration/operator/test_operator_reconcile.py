@@ -4,6 +4,8 @@ the Kubeflow Spark operator by writing the SparkApplication's status."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kubernetes.client.rest import ApiException
 from operator_harness import (
@@ -318,3 +320,19 @@ def test_deleting_the_pipeline_deletes_its_children(
     eventually(lambda: cluster.app("gone") is None, what="SparkApplication collected", timeout=60)
     eventually(lambda: cluster.get(TOPIC, "gone") is None, what="KafkaTopic collected", timeout=60)
     eventually(lambda: cluster.get(PODMON, "gone") is None, what="PodMonitor collected", timeout=60)
+
+
+def test_logs_are_json_lines_that_name_their_object(
+    operator: OperatorProcess, cluster: Cluster
+) -> None:
+    cluster.create(pipeline_body("logged"))
+    cluster.wait_app("logged")
+
+    def logged() -> list[dict]:
+        entries = [json.loads(line) for line in operator.log_text().splitlines() if line.strip()]
+        about = [e for e in entries if (e.get("object") or {}).get("name") == "logged"]
+        return entries if about else []
+
+    entries = eventually(logged, what="a log line about the pipeline")
+    assert all({"ts", "level", "logger", "msg"} <= e.keys() for e in entries)
+    assert not any("settings" in e for e in entries)  # kopf's settings dump is filtered out
