@@ -37,6 +37,7 @@ from pagestream_operator.observe import (
     merge_conditions,
 )
 from pagestream_operator.render import (
+    CHECKPOINT_ANNOTATION,
     PIPELINE_LABEL,
     SPARK_API,
     RenderInput,
@@ -44,7 +45,7 @@ from pagestream_operator.render import (
     render_children,
 )
 from pagestream_operator.spec import DesiredState, SpecError, parse_spec
-from pagestream_operator.upgrade import CheckpointRecord, plan_deploy
+from pagestream_operator.upgrade import CheckpointRecord, plan_deploy, recover_record
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,11 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
     app = SparkAppObservation.from_object(app_obj)
 
     # 3. plan
-    plan = plan_deploy(spec, generation, CheckpointRecord.from_status(status))
+    recorded = CheckpointRecord.from_status(status)
+    if recorded is None and app_obj is not None:
+        annotations = (app_obj.get("spec") or {}).get("driver", {}).get("annotations") or {}
+        recorded = recover_record(spec, annotations, CHECKPOINT_ANNOTATION)
+    plan = plan_deploy(spec, generation, recorded)
     inp = RenderInput(name, namespace, spec, plan.checkpoint.epoch)
     desired = render_children(inp)
     desired_refs = [ChildRef.of(c) for c in desired]

@@ -96,3 +96,16 @@ def plan_deploy(
     else:
         epoch = recorded.epoch
     return DeployPlan(CheckpointRecord(epoch, fingerprint), is_upgrade=True)
+
+
+def recover_record(
+    spec: PipelineSpec, driver_annotations: dict[str, str], annotation: str
+) -> CheckpointRecord | None:
+    """Rebuild a lost status.checkpoint (a restore from backup drops status) from the
+    checkpoint location the running SparkApplication's driver is annotated with. The spec is
+    assumed unchanged: losing status must never reset a job's state."""
+    location = driver_annotations.get(annotation, "")
+    _, sep, epoch = location.rpartition("/epoch-")
+    if not sep or not epoch.isdigit():
+        return None
+    return CheckpointRecord(epoch=int(epoch), spec_fingerprint=upgrade_fingerprint(spec))

@@ -68,6 +68,36 @@ def chart_rbac(helm: Helm, kube: KubeControlPlane, core: client.CoreV1Api, crds:
     return rendered
 
 
+def test_chart_rbac_is_least_privilege(chart_rbac: str) -> None:
+    (role,) = [d for d in yaml.safe_load_all(chart_rbac) if d and d["kind"] == "ClusterRole"]
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert not any("*" in verbs for verbs in granted.values())
+    assert not any("*" in key for key in granted)
+    assert not any(resource == "secrets" for _, resource in granted)
+    # Writes only to what the operator owns, plus Events.
+    writable = {
+        key for key, verbs in granted.items() if verbs & {"create", "patch", "update", "delete"}
+    }
+    assert writable == {
+        ("pagestream.dev", "pageanalyticspipelines"),
+        ("pagestream.dev", "pageanalyticspipelines/status"),
+        ("pagestream.dev", "pageanalyticspipelines/finalizers"),
+        ("sparkoperator.k8s.io", "sparkapplications"),
+        ("kafka.strimzi.io", "kafkatopics"),
+        ("monitoring.coreos.com", "podmonitors"),
+        ("monitoring.coreos.com", "servicemonitors"),
+        ("", "services"),
+        ("", "configmaps"),
+        ("", "events"),
+        ("events.k8s.io", "events"),
+    }
+
+
 @pytest.fixture(scope="module")
 def sa_kubeconfig(
     chart_rbac: str, core: client.CoreV1Api, kube: KubeControlPlane, stack_paths: StackPaths

@@ -259,3 +259,19 @@ def test_a_deleted_child_is_recreated() -> None:
     events = run(api)
     assert "ChildCreated" in events.reasons()
     assert api.app("p")
+
+
+def test_a_lost_status_does_not_reset_the_checkpoint() -> None:
+    """A restore from backup brings the pipeline back without status: the checkpoint epoch is
+    recovered from the running SparkApplication instead of starting a new one."""
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    run(api)
+    api.set_spec("p", base_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"}))
+    run(api)
+    assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
+    api.objects[(PIPELINE_API, KIND, "p")]["metadata"]["generation"] = 7
+    api.objects[(PIPELINE_API, KIND, "p")].pop("status")
+    run(api)
+    assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
+    assert api.pipeline("p")["status"]["checkpoint"]["epoch"] == 2
