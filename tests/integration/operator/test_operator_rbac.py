@@ -8,6 +8,7 @@ is minted with the TokenRequest API and written into a kubeconfig the operator r
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,7 @@ def chart_rbac(helm: Helm, kube: KubeControlPlane, core: client.CoreV1Api, crds:
         text=True,
         check=True,
         capture_output=True,
-        env={"KUBECONFIG": str(kube.kubeconfig), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
     )
     return rendered
 
