@@ -147,38 +147,9 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
 
     # 5. apply
     outcome = Outcome("ok")
-    apply_errors: list[str] = []
-    for child in desired:
-        ref = ChildRef.of(child)
-        try:
-            before = (
-                app_obj
-                if ref.kind == "SparkApplication"
-                else api.get(ref.api_version, ref.kind, namespace, ref.name)
-            )
-            after = api.apply(owned(child, pipeline))
-        except ApiException as exc:
-            if _terminating(exc):
-                raise NamespaceTerminating(namespace) from exc
-            apply_errors.append(f"{ref}: {_api_error(exc)}")
-            continue
-        if ref.kind == "SparkApplication":
-            app_obj = after
-        if before is None:
-            outcome.created.append(str(ref))
-            emit("Normal", Reason.CHILD_CREATED.value, f"Created {ref}")
-        elif _changed(before, after):
-            outcome.updated.append(str(ref))
-            emit("Normal", Reason.CHILD_UPDATED.value, f"Updated {ref} to the rendered spec")
-    for ref in previous_refs:
-        if ref in desired_refs:
-            continue
-        try:
-            if api.delete(ref, namespace):
-                outcome.deleted.append(str(ref))
-                emit("Normal", Reason.CHILD_DELETED.value, f"Deleted {ref}: no longer wanted")
-        except ApiException as exc:
-            apply_errors.append(f"delete {ref}: {_api_error(exc)}")
+    app_obj, apply_errors = _apply_children(
+        api, pipeline, desired, previous_refs, app_obj, outcome, emit
+    )
 
     # 6. assess and record
     app = SparkAppObservation.from_object(app_obj)
@@ -207,6 +178,54 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
         outcome.result = "error"
         raise ReconcileError("; ".join(apply_errors))
     return outcome
+
+
+def _apply_children(
+    api: KubeApi,
+    pipeline: dict[str, Any],
+    desired: list[dict[str, Any]],
+    previous_refs: list[ChildRef],
+    app_obj: dict[str, Any] | None,
+    outcome: Outcome,
+    emit: EmitFn,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Apply every desired child, delete the ones no longer wanted. Returns the
+    SparkApplication as applied and the errors; one failing child does not stop the others."""
+    namespace = pipeline["metadata"]["namespace"]
+    desired_refs = [ChildRef.of(c) for c in desired]
+    errors: list[str] = []
+    for child in desired:
+        ref = ChildRef.of(child)
+        try:
+            before = (
+                app_obj
+                if ref.kind == "SparkApplication"
+                else api.get(ref.api_version, ref.kind, namespace, ref.name)
+            )
+            after = api.apply(owned(child, pipeline))
+        except ApiException as exc:
+            if _terminating(exc):
+                raise NamespaceTerminating(namespace) from exc
+            errors.append(f"{ref}: {_api_error(exc)}")
+            continue
+        if ref.kind == "SparkApplication":
+            app_obj = after
+        if before is None:
+            outcome.created.append(str(ref))
+            emit("Normal", Reason.CHILD_CREATED.value, f"Created {ref}")
+        elif _changed(before, after):
+            outcome.updated.append(str(ref))
+            emit("Normal", Reason.CHILD_UPDATED.value, f"Updated {ref} to the rendered spec")
+    for ref in previous_refs:
+        if ref in desired_refs:
+            continue
+        try:
+            if api.delete(ref, namespace):
+                outcome.deleted.append(str(ref))
+                emit("Normal", Reason.CHILD_DELETED.value, f"Deleted {ref}: no longer wanted")
+        except ApiException as exc:
+            errors.append(f"delete {ref}: {_api_error(exc)}")
+    return app_obj, errors
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
