@@ -111,6 +111,45 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print analytics reports as tables, from the local stack's PostgreSQL or --postgres-url."""
+    import datetime as dt
+
+    import psycopg2
+    from rich.console import Console
+    from rich.table import Table
+
+    from pagestream_spark.reports import REPORTS, read_report
+
+    names = list(REPORTS) if args.name == "all" else [args.name]
+    if args.name != "all" and args.name not in REPORTS:
+        print(
+            f"error: unknown report {args.name!r}; choose from: all, {', '.join(REPORTS)}",
+            file=sys.stderr,
+        )
+        return 2
+    url = args.postgres_url or _stack(args).postgres().url()
+    day = dt.date.fromisoformat(args.day) if args.day else None
+    console = Console()
+    conn = psycopg2.connect(url)
+    try:
+        for name in names:
+            columns, rows = read_report(conn, args.schema, name, day, args.tz)
+            table = Table(title=f"{REPORTS[name].title} — {args.day or 'today'}")
+            for column in columns:
+                table.add_column(
+                    column, justify="right" if column in ("views", "rank", "hour") else "left"
+                )
+            for row in rows:
+                table.add_row(*("" if v is None else str(v) for v in row))
+            if not rows:
+                table.caption = "no page views for this day yet"
+            console.print(table)
+    finally:
+        conn.close()
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     _stack(args).down()
     print("local stack stopped")
@@ -129,6 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--events", type=int, default=1000, help="events the smoke pipeline sends")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop every local component").set_defaults(func=cmd_down)
+
+    report = sub.add_parser("report", help="print the analytics reports as tables")
+    report.add_argument(
+        "name",
+        nargs="?",
+        default="all",
+        help="all (default), top-products, top-countries, top-referrers, store-performance, "
+        "hourly-product-views or hourly-browser-os",
+    )
+    report.add_argument("--day", help="YYYY-MM-DD (default: today in the report time zone)")
+    report.add_argument("--tz", help="IANA time zone, e.g. Europe/Paris (default: the pipeline's)")
+    report.add_argument("--schema", default="pagestream", help="the pipeline's PostgreSQL schema")
+    report.add_argument("--postgres-url", help="postgresql://… (default: the local stack's)")
+    report.set_defaults(func=cmd_report)
+
+    # Listed for --help only: main() hands `simulate ...` to the simulator's own parser whole.
+    sub.add_parser(
+        "simulate", help="send realistic traffic to Kafka (`pagestream simulate --help`)"
+    )
 
     inst = sub.add_parser(
         "install", help="fetch/build the pinned Kafka, Spark, Kubernetes and helm artifacts"
@@ -163,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from pagestream_simulator.cli import main as simulate_main
+
+        return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:

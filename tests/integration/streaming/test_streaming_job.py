@@ -4,8 +4,10 @@ equal to a ground truth computed from the input, exactly once across SIGKILLs.""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -314,3 +316,46 @@ def test_sigkill_twice_mid_stream_then_resume_loses_and_duplicates_nothing(job_r
         == page_views
     )
     assert job_run.query("SELECT count(*) FROM dead_letters")[0][0] == dead
+
+
+def test_report_cli_prints_every_report_as_a_table(
+    completed: CompletedRun, postgres: Postgres
+) -> None:
+    run, views = completed.run, completed.truth.page_views
+    day = max(_utc_day(r) for r in views)
+    top = _ranked(
+        Counter(r.event["product_id"] for r in views if r.event and _utc_day(r) == day), 10
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pagestream",
+            "report",
+            "all",
+            "--schema",
+            run.schema,
+            "--day",
+            day.isoformat(),
+            "--tz",
+            "UTC",
+            "--postgres-url",
+            postgres.url(),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    for title in (
+        "Top 10 products",
+        "Top 10 countries",
+        "Top 5 referrer domains",
+        "Store performance",
+        "Hourly views by product",
+        "Hourly browser / OS",
+    ):
+        assert title in out
+    first_product, first_views = top[0][1], top[0][2]
+    assert any(first_product in line and str(first_views) in line for line in out.splitlines())
+    assert "no page views for this day yet" not in out

@@ -77,10 +77,15 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); treat it as dead.
+    # A zombie still answers kill(0); treat it as dead. But a multi-threaded process (a JVM)
+    # whose main thread has exited also shows state Z while its other threads still run.
     with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        status = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if ":" in line
+        )
+        if status.get("State", "").strip().startswith("Z") and int(status.get("Threads", "1")) <= 1:
             return False
     return True
 
@@ -154,6 +159,10 @@ class ManagedProcess:
             else:
                 os.kill(pid, sig)
         deadline = time.monotonic() + timeout
+        child = _children.get(pid)
+        if child is not None:  # our own child: wait for its exit status, not just its state
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout)
         while time.monotonic() < deadline and pid_alive(pid):
             _reap(pid)
             time.sleep(0.1)
@@ -161,6 +170,8 @@ class ManagedProcess:
             log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            if child is not None:
+                child.wait()
             while pid_alive(pid):
                 _reap(pid)
                 time.sleep(0.05)

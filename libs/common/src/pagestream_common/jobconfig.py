@@ -25,7 +25,7 @@ SECRET_ENV = {
     "pii_hash_key": "PAGESTREAM_PII_HASH_KEY",
 }
 
-_DURATION = re.compile(r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
+_DURATION = re.compile(r"^\d+ (millisecond|milliseconds|second|seconds|minute|minutes|hour|hours)$")
 
 
 class JobConfigError(ValueError):
