@@ -10,7 +10,7 @@ from pagestream_operator.observe import LifecycleState
 
 RECONCILES = Counter(
     "pagestream_operator_reconciles_total",
-    "Reconcile passes, by result (ok, invalid, error, skipped) and trigger.",
+    "Reconcile passes, by result (ok, invalid, error, paused, skipped) and trigger.",
     ["result", "trigger"],
 )
 RECONCILE_DURATION = Histogram(

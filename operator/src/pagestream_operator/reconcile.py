@@ -49,6 +49,9 @@ from pagestream_operator.upgrade import CheckpointRecord, plan_deploy, recover_r
 
 log = logging.getLogger(__name__)
 
+# Set to "paused" on a pipeline to stop reconciling it (children are left as they are).
+PAUSE_ANNOTATION = "pagestream.dev/reconcile"
+
 # (event type, reason, message) -> posted as a Kubernetes Event on the pipeline.
 EmitFn = Callable[[str, str, str], None]
 
@@ -67,7 +70,7 @@ def _terminating(exc: ApiException) -> bool:
 
 @dataclass
 class Outcome:
-    result: str  # "ok" | "invalid" | "error"
+    result: str  # "ok" | "invalid" | "error" | "paused"
     lifecycle_state: LifecycleState | None = None
     # The SparkApplication's resourceVersion as this pass left it: a watch event carrying it
     # is this pass's own write, not news.
@@ -91,6 +94,10 @@ def reconcile(api: KubeApi, pipeline: dict[str, Any], emit: EmitFn) -> Outcome:
     if meta.get("deletionTimestamp"):
         # Being deleted: the garbage collector removes the children; recreating them would race it.
         return Outcome("ok")
+    if (meta.get("annotations") or {}).get(PAUSE_ANNOTATION) == "paused":
+        # An operator's escape hatch (as CloudNativePG's reconciliation-loop annotation): hands
+        # off this pipeline and its children until the annotation is removed.
+        return Outcome("paused")
     generation = int(meta.get("generation") or 1)
     status: dict[str, Any] = dict(pipeline.get("status") or {})
     now = _now()

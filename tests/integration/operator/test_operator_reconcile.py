@@ -336,3 +336,46 @@ def test_logs_are_json_lines_that_name_their_object(
     entries = eventually(logged, what="a log line about the pipeline")
     assert all({"ts", "level", "logger", "msg"} <= e.keys() for e in entries)
     assert not any("settings" in e for e in entries)  # kopf's settings dump is filtered out
+
+
+def test_a_paused_pipeline_is_left_alone_until_the_annotation_goes(
+    operator: OperatorProcess, cluster: Cluster
+) -> None:
+    cluster.create(pipeline_body("hands-off"))
+    cluster.wait_app("hands-off")
+    cluster.objects.patch_namespaced_custom_object(
+        "pagestream.dev",
+        "v1alpha1",
+        cluster.namespace,
+        "pageanalyticspipelines",
+        "hands-off",
+        {"metadata": {"annotations": {"pagestream.dev/reconcile": "paused"}}},
+    )
+
+    def paused() -> float:
+        return metric_value(
+            operator.metrics(), "pagestream_operator_reconciles_total", result="paused"
+        )
+
+    eventually(lambda: paused() > 0, what="a paused reconcile")
+    cluster.objects.patch_namespaced_custom_object(
+        *SPARK[:2], cluster.namespace, SPARK[2], "hands-off", {"spec": {"image": "by/hand:1"}}
+    )
+    # Two more passes (timer or events) have seen the pipeline paused since the edit.
+    after_edit = paused()
+    eventually(lambda: paused() >= after_edit + 2, what="two more paused passes", timeout=30)
+    assert cluster.app("hands-off")["spec"]["image"] == "by/hand:1"  # type: ignore[index]
+
+    cluster.objects.patch_namespaced_custom_object(
+        "pagestream.dev",
+        "v1alpha1",
+        cluster.namespace,
+        "pageanalyticspipelines",
+        "hands-off",
+        {"metadata": {"annotations": {"pagestream.dev/reconcile": None}}},
+    )
+    cluster.wait_app(
+        "hands-off",
+        "image restored after unpausing",
+        lambda a: a["spec"]["image"] == "registry.example/pagestream-spark:0.1.0",
+    )

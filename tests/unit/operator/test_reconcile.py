@@ -275,3 +275,19 @@ def test_a_lost_status_does_not_reset_the_checkpoint() -> None:
     run(api)
     assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
     assert api.pipeline("p")["status"]["checkpoint"]["epoch"] == 2
+
+
+def test_a_paused_pipeline_is_left_alone_until_resumed() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    meta = api.objects[(PIPELINE_API, KIND, "p")]["metadata"]
+    meta["annotations"] = {"pagestream.dev/reconcile": "paused"}
+    api.app("p")["spec"]["image"] = "hand/edited:1"
+    api.calls.clear()
+    assert run(api) == []
+    assert not [c for c in api.calls if c[0] in ("apply", "status", "delete")]
+    assert api.app("p")["spec"]["image"] == "hand/edited:1"
+    del meta["annotations"]
+    run(api)
+    assert api.app("p")["spec"]["image"] == "img:1"
