@@ -1,7 +1,8 @@
 """The operator works with only the permissions the chart gives its ServiceAccount, and those
 permissions do not let it read Secrets.
 
-The chart's RBAC is rendered with ``helm template`` and applied; a token for the ServiceAccount
+The chart's RBAC is rendered with ``helm template`` (see :func:`operator_identity_chart`) and
+applied; a token for the ServiceAccount
 is minted with the TokenRequest API and written into a kubeconfig the operator runs with.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,12 +40,40 @@ RELEASE, RELEASE_NS = "ps", "pagestream-system"
 SERVICE_ACCOUNT = "ps-pagestream-operator"
 
 
+OPERATOR_IDENTITY = (
+    "values.yaml",
+    "templates/_helpers.tpl",
+    "templates/operator-serviceaccount.yaml",
+    "templates/operator-rbac.yaml",
+)
+
+
+def operator_identity_chart(into: Path) -> Path:
+    """The chart's own ServiceAccount and RBAC templates (and its values and helpers), in a
+    copy whose Chart.yaml lists no dependencies: helm refuses to render a chart whose
+    dependency charts are not vendored, and these templates do not use them."""
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    meta.pop("dependencies", None)
+    (into / "templates").mkdir(parents=True)
+    (into / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    for name in OPERATOR_IDENTITY:
+        shutil.copyfile(CHART / name, into / name)
+    return into
+
+
 @pytest.fixture(scope="module")
-def chart_rbac(helm: Helm, kube: KubeControlPlane, core: client.CoreV1Api, crds: list[str]) -> str:
+def chart_rbac(
+    helm: Helm,
+    kube: KubeControlPlane,
+    core: client.CoreV1Api,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    chart = operator_identity_chart(tmp_path_factory.mktemp("chart") / "pagestream")
     rendered = helm.run(
         "template",
         RELEASE,
-        str(CHART),
+        str(chart),
         "--namespace",
         RELEASE_NS,
         "--show-only",
