@@ -56,3 +56,58 @@ app.kubernetes.io/component: operator
 {{- default "default" .Values.operator.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{- /* Added with the operator Deployment (issue 6). */}}
+{{- define "pagestream.operator.selectorLabels" -}}
+{{ include "pagestream.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "pagestream.operator.image" -}}
+{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
+{{- end }}
+
+{{- /* Labels for a data-plane object; `component` names its role. */}}
+{{- define "pagestream.componentLabels" -}}
+{{ include "pagestream.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- /* A PageAnalyticsPipeline wired to this release's Kafka and PostgreSQL; used by the
+example-pipeline template and printed by NOTES.txt. */}}
+{{- define "pagestream.examplePipeline" -}}
+{{- $e := .Values.examplePipeline -}}
+apiVersion: pagestream.dev/v1alpha1
+kind: PageAnalyticsPipeline
+metadata:
+  name: {{ $e.name }}
+  namespace: {{ .Release.Namespace }}
+spec:
+  kafka:
+    strimziCluster:
+      name: {{ .Values.kafka.name }}
+    topic:
+      name: {{ .Values.kafka.topic }}
+      manage: true
+      replicas: {{ min 3 (int .Values.kafka.replicas) }}
+    authentication:
+      secretRef:
+        name: {{ .Values.kafka.users.pipeline.name }}
+  postgres:
+    cnpgCluster:
+      name: {{ .Values.postgres.name }}
+    database: {{ .Values.postgres.database }}
+  spark:
+    image: {{ $e.image }}
+    executor:
+      instances: {{ $e.executorInstances }}
+  processing:
+    pii:
+      hashKeySecretRef:
+        name: {{ $e.piiHashKeySecret }}
+  checkpoint:
+    persistentVolumeClaim:
+      claimName: {{ $e.name }}-checkpoint
+  monitoring:
+    monitor: ServiceMonitor
+{{- end }}
