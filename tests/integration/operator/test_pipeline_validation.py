@@ -113,6 +113,17 @@ def test_invalid_pipelines_are_rejected_naming_the_field(
     assert any(c.get("field") == field and words in c.get("message", "") for c in causes), causes
 
 
+def test_a_name_too_long_for_the_spark_pods_is_rejected(
+    objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    with pytest.raises(ApiException) as info:
+        objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, pipeline_body("p" * 41)
+        )
+    assert info.value.status == 422
+    assert "metadata.name must be at most 40 characters" in info.value.body
+
+
 def test_a_valid_pipeline_is_accepted_and_defaulted(
     objects: client.CustomObjectsApi, namespace: str
 ) -> None:
