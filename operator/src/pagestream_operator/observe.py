@@ -45,7 +45,6 @@ class Reason(StrEnum):
     CHILD_CREATED = "ChildCreated"
     CHILD_UPDATED = "ChildUpdated"
     CHILD_DELETED = "ChildDeleted"
-    STATE_CHANGED = "StateChanged"
     AS_EXPECTED = "AsExpected"
 
 
