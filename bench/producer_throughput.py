@@ -98,7 +98,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": mem_gib,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.version(),  # a string, unlike libversion()
         "librdkafka": confluent_kafka.libversion()[0],
     }
 
