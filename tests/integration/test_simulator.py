@@ -259,7 +259,7 @@ def test_undeliverable_records_make_the_exit_status_non_zero(tmp_path: Path) -> 
     status = main(
         [
             *("--bootstrap-servers", nobody, "--topic", "t", "--max-speed", "--count", "500"),
-            *("--flush-timeout", "2s", "--manifest", str(manifest), "--log-level", "CRITICAL"),
+            *("--flush-timeout", "1s", "--manifest", str(manifest), "--log-level", "CRITICAL"),
         ]
     )
     assert status == 1

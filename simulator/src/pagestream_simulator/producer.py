@@ -130,7 +130,7 @@ class TopicMissingError(RuntimeError):
     """The topic does not exist (and brokers do not create topics on first use)."""
 
 
-def check_topic(producer: Producer, topic: str, timeout: float = 5.0) -> int | None:
+def check_topic(producer: Producer, topic: str, timeout: float = 3.0) -> int | None:
     """Partitions of ``topic``; raises TopicMissingError if the cluster says it does not
     exist; None if the cluster cannot be reached yet (records will then fail and be counted)."""
     try:
