@@ -187,7 +187,7 @@ def test_operator_settings_follow_values(rendered: dict[str, list[dict[str, Any]
     assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "analytics-operator"
     default = one(rendered["defaults"], "Deployment")
     assert default["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "ghcr.io/pagestream/pagestream-operator:0.1.0"
+        "pagestream-operator:0.1.0"
     )
 
 
