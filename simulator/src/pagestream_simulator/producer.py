@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,16 +99,21 @@ class KafkaSink:
         except BufferError:
             self.send_when_room(key, value)
 
-    def send_when_room(self, key: bytes | None, value: bytes) -> None:
+    def send_when_room(
+        self, key: bytes | None, value: bytes, give_up: Callable[[], bool] | None = None
+    ) -> bool:
         """The local queue is full: serve delivery reports until there is room, then send.
-        (Hot loops call ``producer.produce`` directly and come here only on BufferError.)"""
+        (Hot loops call ``producer.produce`` directly and come here only on BufferError.)
+        False if ``give_up()`` turned true first (a stop request while the broker is away):
+        the record was not sent."""
         while True:
             self.producer.poll(0.05)
             try:
                 self.producer.produce(self.topic, value, key)
-                return
+                return True
             except BufferError:
-                continue
+                if give_up is not None and give_up():
+                    return False
 
     def poll(self, timeout: float = 0.0) -> None:
         self.producer.poll(timeout)

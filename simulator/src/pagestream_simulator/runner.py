@@ -279,7 +279,10 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
                 try:
                     produce(topic, value, key)
                 except BufferError:
-                    sink.send_when_room(key, value)
+                    if not sink.send_when_room(key, value, give_up=stop.is_set):
+                        # Stopped while the broker takes nothing: this record is not sent
+                        # (the tally has counted it; the run fails on undelivered anyway).
+                        break
                 sent += 1
                 if sent >= next_check:
                     next_check = sent + chunk
