@@ -1,0 +1,420 @@
+"""Throughput, memory and freshness of the streaming job on this machine (not a test).
+
+In one run, against one local stack (Kafka 4.3, PostgreSQL 15 with fsync on, Spark local[2]):
+
+1. a backlog of --events simulator events (with duplicates, malformed records and bots) is
+   produced to a 4-partition topic;
+2. raw ceiling: a plain confluent-kafka consumer reads the whole topic;
+3. pagestream: the job drains the backlog into the full star schema (--trigger-mode
+   available-now); events/s over the job's wall time, peak RSS of its process tree;
+4. raw ceiling: PostgreSQL takes the same number of rows by COPY (the stored facts, copied out
+   and back into a plain table);
+5. baseline: the tutorial-style job (bench/baseline_tutorial_job.py: from_json, JDBC append per
+   micro-batch, no dimensions) drains the same backlog;
+6. freshness: the job runs continuously (1 s trigger) while the simulator sends a steady
+   --steady-rate events/s for --steady-seconds; p50/p95 of commit time minus event time come
+   from the job's own freshness histogram.
+
+    uv run python bench/job_throughput.py [--events 2000000] [--steady-rate 5000]
+
+Writes bench/results/job_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg2
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import PeakMemory, write_result
+
+from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
+from pagestream.stack.process import free_port
+from pagestream.stack.spark import job_environment
+from pagestream.stack.stack import LocalStack
+
+BENCH_STATE = REPO_ROOT / ".pagestream" / "bench" / "job-throughput"
+PARTITIONS = 4
+MAX_OFFSETS = 250_000
+
+
+def simulate(bootstrap: str, topic: str, *extra: str) -> float:
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pagestream_simulator.cli",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--no-progress",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        check=True,
+    )
+    return time.monotonic() - started
+
+
+def consume_all(bootstrap: str, topic: str, expected: int) -> dict[str, float]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52428800,
+        }
+    )
+    consumer.subscribe([topic])
+    seen, started, first = 0, time.monotonic(), None
+    while seen < expected and time.monotonic() - started < 600:
+        for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+            if msg.error() is None:
+                first = first or time.monotonic()
+                seen += 1
+    elapsed = time.monotonic() - (first or started)
+    consumer.close()
+    return {
+        "records": seen,
+        "seconds": round(elapsed, 2),
+        "records_per_second": round(seen / elapsed),
+    }
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-size"})
+    total = 0
+    for p in range(PARTITIONS):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += high - low
+    consumer.close()
+    return total
+
+
+def job_args(
+    bootstrap: str,
+    topic: str,
+    pg_port: int,
+    schema: str,
+    checkpoint: Path,
+    metrics_port: int,
+    **extra: str,
+) -> list[str]:
+    settings = {
+        "pipeline-name": schema.replace("_", "-"),
+        "kafka-bootstrap-servers": bootstrap,
+        "kafka-topic": topic,
+        "postgres-host": "127.0.0.1",
+        "postgres-port": str(pg_port),
+        "postgres-schema": schema,
+        "checkpoint-location": str(checkpoint),
+        "metrics-port": str(metrics_port),
+        "max-offsets-per-trigger": str(MAX_OFFSETS),
+    } | extra
+    return [part for k, v in settings.items() for part in (f"--{k}", v)]
+
+
+def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    with log.open("ab") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        memory = PeakMemory(proc.pid)
+        code = proc.wait()
+        elapsed = time.monotonic() - started
+        peak = memory.stop()
+    if code != 0:
+        raise SystemExit(f"{argv[:3]} failed with {code}; see {log}")
+    return elapsed, peak
+
+
+def _first_batch_records(dsn: str, schema: str) -> int:
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SELECT consumed FROM {schema}.batch_commits ORDER BY committed_at LIMIT 1")
+        (records,) = cur.fetchone()
+    conn.close()
+    return int(records)
+
+
+def copy_ceiling(dsn: str, schema: str) -> dict[str, float]:
+    """COPY the stored facts out, then the same number of rows back into a plain table."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {schema}.fact_page_views")
+            (facts,) = cur.fetchone()
+            cur.execute(
+                f"SELECT sum(consumed)::bigint FROM {schema}.batch_commits"
+            )
+            (consumed,) = cur.fetchone()
+            cur.execute(f"CREATE TABLE {schema}.copy_ceiling (LIKE {schema}.fact_page_views)")
+        # Repeat the fact rows up to the consumed count, so both sides ingest as many rows.
+        import io
+
+        buf = io.BytesIO()
+        with conn.cursor() as cur:
+            cur.copy_expert(f"COPY {schema}.fact_page_views TO STDOUT", buf)
+        data = buf.getvalue()
+        repeats = max(1, round(consumed / max(facts, 1)))
+        started = time.monotonic()
+        with conn, conn.cursor() as cur:
+            for _ in range(repeats):
+                cur.copy_expert(f"COPY {schema}.copy_ceiling FROM STDIN", io.BytesIO(data))
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    rows = facts * repeats
+    return {"rows": rows, "seconds": round(elapsed, 2), "rows_per_second": round(rows / elapsed)}
+
+
+def freshness_quantiles(metrics_text: str) -> dict[str, float]:
+    buckets: list[tuple[float, float]] = []
+    for line in metrics_text.splitlines():
+        if line.startswith("pagestream_job_freshness_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append(
+                (float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1]))
+            )
+    buckets.sort()
+    total = buckets[-1][1]
+
+    def quantile(q: float) -> float:
+        target, prev_bound, prev_count = q * total, 0.0, 0.0
+        for bound, count in buckets:
+            if count >= target:
+                if bound == float("inf"):
+                    return prev_bound
+                share = (target - prev_count) / max(count - prev_count, 1)
+                return round(prev_bound + (bound - prev_bound) * share, 3)
+            prev_bound, prev_count = bound, count
+        return prev_bound
+
+    return {
+        "observations": total,
+        "p50_seconds": quantile(0.5),
+        "p95_seconds": quantile(0.95),
+        "p99_seconds": quantile(0.99),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--steady-rate", type=int, default=5000)
+    parser.add_argument("--steady-seconds", type=int, default=90)
+    args = parser.parse_args()
+
+    if BENCH_STATE.exists():
+        LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
+        shutil.rmtree(BENCH_STATE)
+    paths = StackPaths(cache=default_cache_dir(), state=BENCH_STATE / "state")
+    stack = LocalStack(paths, durable_postgres=True)
+    kafka, postgres = stack.start("kafka"), stack.start("postgres")
+    bootstrap = kafka.bootstrap_servers
+    env = {
+        **os.environ,
+        **job_environment(paths, driver_memory="3g"),
+        "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
+        "PAGESTREAM_PII_HASH_KEY": "bench",
+    }
+    results: dict[str, object] = {}
+    try:
+        topic = "bench.backlog"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+        seconds = simulate(
+            bootstrap,
+            topic,
+            "--max-speed",
+            "--count",
+            str(args.events),
+            "--seed",
+            "42",
+            "--duplicate-rate",
+            "0.01",
+            "--malformed-rate",
+            "0.002",
+            "--bot-share",
+            "0.05",
+        )
+        records = topic_size(bootstrap, topic)
+        results["backlog"] = {
+            "events_requested": args.events,
+            "records_in_topic": records,
+            "produce_seconds": round(seconds, 1),
+            "partitions": PARTITIONS,
+        }
+        print(f"backlog: {records} records in {seconds:.0f}s", flush=True)
+
+        results["kafka_consumer_ceiling"] = consume_all(bootstrap, topic, records)
+        print("consumer ceiling:", results["kafka_consumer_ceiling"], flush=True)
+
+        schema = "bench"
+        elapsed, peak = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "pagestream_spark.main",
+                *job_args(
+                    bootstrap,
+                    topic,
+                    postgres.port,
+                    schema,
+                    paths.state / "ckpt-job",
+                    free_port(),
+                    **{"trigger-mode": "available-now"},
+                ),
+            ],
+            env,
+            paths.logs / "job.log",
+        )
+        conn = psycopg2.connect(postgres.dsn())
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                f"SELECT sum(consumed)::bigint, sum(page_views)::bigint, sum(other_events)::bigint, sum(duplicates)::bigint, sum(dead_lettered)::bigint, sum(bots)::bigint, count(*), min(committed_at), max(committed_at) FROM {schema}.batch_commits"
+            )
+            consumed, pv, other, dup, dead, bots, batches, first_commit, last_commit = (
+                cur.fetchone()
+            )
+        conn.close()
+        results["pagestream"] = {
+            "records": consumed,
+            "page_views": pv,
+            "other_events": other,
+            "duplicates": dup,
+            "dead_lettered": dead,
+            "bots": bots,
+            "micro_batches": batches,
+            "seconds_wall_including_startup": round(elapsed, 1),
+            "records_per_second": round(consumed / elapsed),
+            # Excluding JVM start-up and the first batch's planning: first to last commit.
+            "records_per_second_between_first_and_last_commit": round(
+                (consumed - _first_batch_records(postgres.dsn(), schema))
+                / max((last_commit - first_commit).total_seconds(), 1e-3)
+            ),
+            "peak_rss_mib_driver_jvm_and_workers": peak,
+        }
+        print("pagestream:", results["pagestream"], flush=True)
+
+        results["postgres_copy_ceiling"] = copy_ceiling(postgres.dsn(), schema)
+        print("copy ceiling:", results["postgres_copy_ceiling"], flush=True)
+
+        elapsed_b, peak_b = run_measured(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "baseline_tutorial_job.py"),
+                bootstrap,
+                topic,
+                postgres.jdbc_url(),
+                postgres.password,
+                str(paths.state / "ckpt-baseline"),
+                str(MAX_OFFSETS),
+            ],
+            env,
+            paths.logs / "baseline.log",
+        )
+        results["baseline_tutorial"] = {
+            "records": records,
+            "seconds_wall_including_startup": round(elapsed_b, 1),
+            "records_per_second": round(records / elapsed_b),
+            "peak_rss_mib": peak_b,
+        }
+        print("baseline:", results["baseline_tutorial"], flush=True)
+        results["speedup_over_baseline"] = round(
+            results["pagestream"]["records_per_second"]
+            / results["baseline_tutorial"]["records_per_second"],
+            2,
+        )
+
+        # Freshness at a steady rate.
+        live = "bench.live"
+        admin.create_topics([NewTopic(live, PARTITIONS, 1)])[live].result(30)
+        metrics_port = free_port()
+        with (paths.logs / "job-live.log").open("ab") as out:
+            job = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pagestream_spark.main",
+                    *job_args(
+                        bootstrap,
+                        live,
+                        postgres.port,
+                        "bench_live",
+                        paths.state / "ckpt-live",
+                        metrics_port,
+                        **{"trigger-interval": "1 seconds", "kafka-starting-offsets": "latest"},
+                    ),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            time.sleep(25)  # JVM start, migrations, first empty batches
+            simulate(
+                bootstrap,
+                live,
+                "--rate",
+                str(args.steady_rate),
+                "--duration",
+                f"{args.steady_seconds}s",
+                "--seed",
+                "7",
+                "--late-rate",
+                "0",
+                "--bot-share",
+                "0.05",
+            )
+            time.sleep(5)
+            text = (
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+                .read()
+                .decode()
+            )
+        finally:
+            job.terminate()
+            job.wait(120)
+        results["freshness_at_steady_rate"] = {
+            "rate_events_per_second": args.steady_rate,
+            "seconds": args.steady_seconds,
+            "trigger": "1 seconds",
+            **freshness_quantiles(text),
+        }
+        print("freshness:", results["freshness_at_steady_rate"], flush=True)
+    finally:
+        stack.down()
+    path = write_result(
+        "job_throughput",
+        {
+            "results": results,
+            "targets": {
+                "records_per_second": 50_000,
+                "speedup_over_baseline": 10,
+                "freshness_p95_seconds": 2.0,
+            },
+        },
+    )
+    print(json.dumps(results, indent=2))
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
