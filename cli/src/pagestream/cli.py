@@ -74,6 +74,7 @@ def cmd_stack_env(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     """Fetch and build every pinned artifact into the cache, so later starts are offline."""
     from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS, go_binaries, maven_jars
+    from pagestream.stack.crds import upstream_crds
 
     paths = StackPaths.default()
     steps = [
@@ -87,6 +88,10 @@ def cmd_install(args: argparse.Namespace) -> int:
                 lambda: go_binaries(paths.cache, K8S_TOOLS),
             ),
             ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
+            (
+                "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
+                lambda: upstream_crds(paths.cache),
+            ),
         ]
     for i, (what, step) in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {what} ...", flush=True)
