@@ -222,7 +222,7 @@ def test_cli_writes_the_manifest_and_exits_zero(kafka: Kafka, tmp_path: Path) ->
             *("--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic),
             *("--create-topic", "2", "--max-speed", "--count", "3000", "--seed", "3"),
             *("--start-time", "2026-11-02", "--malformed-rate", "0.1", "--no-progress"),
-            *("--manifest", str(manifest), "--log-level", "WARNING"),
+            *("--manifest", str(manifest), "--log-level", "DEBUG"),  # every log call runs
         ]
     )
     assert status == 0

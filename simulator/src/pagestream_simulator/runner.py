@@ -203,7 +203,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
         created = ensure_topic(
             settings.bootstrap_servers, settings.topic, config.create_topic_partitions
         )
-        log.info("topic ready", extra={"topic": settings.topic, "created": created})
+        log.info("topic ready", extra={"topic": settings.topic, "topic_created": created})
 
     sink = KafkaSink(settings)
     partitions = check_topic(sink.producer, settings.topic)
