@@ -214,8 +214,8 @@ class FaultInjector:
         sequence = 0
         log = self.fault_log
         for key, collection, bot, utc_offset, event in events:
-            # Every event makes the same draws whatever the outcome, so the rates are
-            # independent and the stream stays aligned across runs.
+            # Every event makes these three draws whatever the outcome, so the three faults
+            # are independent of each other and each hits its rate.
             late = random_() < late_rate
             malformed = random_() < malformed_rate
             duplicate = random_() < duplicate_rate
