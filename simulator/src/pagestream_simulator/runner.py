@@ -269,11 +269,13 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
         warned_ahead = False
         produce = sink.producer.produce
         topic = settings.topic
-        # The generator allocates a dict per event and keeps long-lived session objects:
-        # freeze what exists and collect young objects less often (measured ~10% faster).
+        # The generator allocates a dict per event and keeps long-lived session objects, but
+        # makes no reference cycles (refcounting frees each event): freeze what exists and
+        # let the cycle collector run rarely. Measured: generation ~20% faster than with
+        # the default thresholds, as fast as with the collector off.
         gc.freeze()
         old_thresholds = gc.get_threshold()
-        gc.set_threshold(20_000, 20, 20)
+        gc.set_threshold(500_000, 100, 100)
         try:
             for key, value, _label in records:
                 try:
