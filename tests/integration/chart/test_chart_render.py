@@ -53,21 +53,30 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_the_renderable_scenarios_are_all_but_the_full_one() -> None:
+def test_the_renderable_scenarios_are_all_but_full_and_platform() -> None:
     """Which scenarios render here is decided by their values, not by a list kept by hand."""
     all_files = sorted(CI_DIR.glob("*-values.yaml"))
     assert [p.name for p in SCENARIOS] == [
+        "app-values.yaml",
         "example-pipeline-values.yaml",
         "no-dependencies-values.yaml",
         "operator-only-values.yaml",
     ]
-    assert dependencies_enabled([CI_DIR / "full-values.yaml"], []) == [
-        "strimzi",
-        "cloudnativepg",
-        "sparkOperator",
-        "kubePrometheusStack",
-    ]
-    assert len(all_files) == len(SCENARIOS) + 1
+    for name in ("full-values.yaml", "platform-values.yaml"):
+        assert dependencies_enabled([CI_DIR / name], []) == [
+            "strimzi",
+            "cloudnativepg",
+            "sparkOperator",
+            "kubePrometheusStack",
+        ]
+    assert len(all_files) == len(SCENARIOS) + 2
+
+
+def test_platform_release_adds_nothing_but_its_dependencies(chart: Chart) -> None:
+    """platform-values.yaml with its dependencies turned off renders no object of its own: the
+    platform release is the four operators (and the CRD in crds/), nothing else."""
+    objects = chart.objects([CI_DIR / "platform-values.yaml"], NO_DEPENDENCIES)
+    assert objects == []
 
 
 def test_lint_of_the_chart_as_published_only_misses_the_dependencies(chart: Chart) -> None:
