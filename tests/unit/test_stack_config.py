@@ -33,8 +33,9 @@ def test_kafka_config_is_a_single_kraft_node_on_loopback(paths: StackPaths) -> N
 
 
 def test_kafka_cluster_id_is_22_char_urlsafe_base64() -> None:
-    ids = {_kafka_uuid() for _ in range(100)}
-    assert len(ids) == 100
+    ids = {_kafka_uuid() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert not any(i.startswith("-") for i in ids)
     assert all(len(i) == 22 and "=" not in i and "+" not in i and "/" not in i for i in ids)
 
 

@@ -161,7 +161,12 @@ class Kafka:
 
 
 def _kafka_uuid() -> str:
-    """Kafka cluster ids are 16 random bytes in URL-safe base64 without padding."""
+    """Kafka cluster ids are 16 random bytes in URL-safe base64 without padding. Like Kafka's
+    own Uuid.randomUuid, never one starting with '-', which the storage tool would read as an
+    option."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
