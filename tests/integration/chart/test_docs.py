@@ -1,0 +1,136 @@
+"""docs/kubernetes.md's quickstart: complete, in order, and every command in it exists: files
+it names are in the repository, and every helm and kubectl command's subcommand and flags are
+accepted by the real helm and kubectl (`--help` of that subcommand lists each flag)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+
+import pytest
+import yaml
+from chart_harness import CHART
+
+from pagestream.stack.helm import Helm
+from pagestream.stack.paths import REPO_ROOT
+
+pytestmark = pytest.mark.helm
+
+DOC = REPO_ROOT / "docs" / "kubernetes.md"
+TOOLS = {"kind", "kubectl", "docker", "helm", "skaffold", "openssl"}
+
+
+def quickstart_commands() -> list[list[str]]:
+    text = DOC.read_text().split("## Quickstart: kind", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                commands.append(shlex.split(line))
+    return commands
+
+
+COMMANDS = quickstart_commands()
+
+
+def position(predicate) -> int:  # type: ignore[no-untyped-def]
+    return next(i for i, c in enumerate(COMMANDS) if predicate(c))
+
+
+def test_quickstart_is_complete_and_in_order() -> None:
+    assert {c[0] for c in COMMANDS} <= TOOLS
+    steps = [
+        position(lambda c: c[:3] == ["kind", "create", "cluster"]),
+        position(lambda c: c[:2] == ["docker", "build"]),
+        position(lambda c: c[:3] == ["kind", "load", "docker-image"]),
+        position(lambda c: c[:3] == ["helm", "dependency", "build"]),
+        position(lambda c: c[:2] == ["helm", "install"]),
+        position(lambda c: c[:2] == ["helm", "test"]),
+        position(lambda c: "pagestream-pii" in c and "secret" in c),
+        position(lambda c: "manifests/examples/minimal.yaml" in c and "apply" in c),
+        position(lambda c: c[:2] == ["skaffold", "dev"]),
+    ]
+    assert steps == sorted(steps), steps
+    # The chart repositories added are those of Chart.yaml's dependencies.
+    added = {c[4].rstrip("/") for c in COMMANDS if c[:3] == ["helm", "repo", "add"]}
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert added == {d["repository"].rstrip("/") for d in chart["dependencies"]}
+    # Every image Dockerfile is built, and every built image is loaded into kind.
+    built = {c[c.index("-t") + 1] for c in COMMANDS if c[:2] == ["docker", "build"]}
+    assert len(built) == len(list((REPO_ROOT / "images").glob("*/Dockerfile"))) == 3
+    (load,) = [c for c in COMMANDS if c[:3] == ["kind", "load", "docker-image"]]
+    assert built <= set(load)
+    cluster = yaml.safe_load((REPO_ROOT / "manifests/kind-cluster.yaml").read_text())
+    assert load[load.index("--name") + 1] == cluster["name"]
+
+
+def test_every_file_named_exists() -> None:
+    for command in COMMANDS:
+        for i, arg in enumerate(command):
+            path = arg.split("=", 1)[-1]
+            if re.match(r"^(charts|manifests|images)/", path) or (
+                i > 0 and command[i - 1] in {"-f", "--config"}
+            ):
+                assert (REPO_ROOT / path).exists(), f"{shlex.join(command)}: {path} is missing"
+
+
+def flags(command: list[str]) -> list[str]:
+    return [a.split("=", 1)[0] for a in command if a.startswith("-")]
+
+
+# Flags of these commands that take a value (the next word is not a positional argument).
+VALUE_FLAGS = {"-n", "--namespace", "-f", "--context", "--timeout", "--set", "-o", "--for"}
+
+
+def subcommand(command: list[str], depth: int) -> list[str]:
+    words, skip = [], False
+    for arg in command[1:]:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in VALUE_FLAGS
+        else:
+            words.append(arg)
+    return words[:depth]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [c for c in COMMANDS if c[0] in {"helm", "kubectl"}],
+    ids=lambda c: " ".join(c[:3]),
+)
+def test_helm_and_kubectl_accept_the_command(helm: Helm, command: list[str]) -> None:
+    tool = command[0]
+    first = subcommand(command, 1)[0]
+    depth = {"repo": 2, "dependency": 2, "rollout": 2, "create": 3}.get(first, 1)
+    sub = subcommand(command, depth)
+    if tool == "helm":
+        proc = helm.run(*sub, "--help", check=False)
+    else:
+        proc = subprocess.run(
+            ["kubectl", *sub, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "KUBECONFIG": os.devnull},
+        )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert sub and "Usage:" in text
+    if tool == "kubectl":
+        # kubectl's global flags (-n, --context) are listed by `kubectl options`.
+        text += subprocess.run(
+            ["kubectl", "options"], capture_output=True, text=True, check=True
+        ).stdout
+    for flag in flags(command):
+        if flag.startswith("--"):
+            assert re.search(rf"(^|\s|,){re.escape(flag)}[\s=\[]", text, re.M), (
+                f"{tool} {' '.join(sub)} has no flag {flag}"
+            )
+        else:
+            short = flag[:2]
+            assert re.search(rf"(^|\s){re.escape(short)},", text, re.M), (
+                f"{tool} {' '.join(sub)} has no flag {short}"
+            )
