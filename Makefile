@@ -12,14 +12,14 @@ help: ## list the targets
 bootstrap: ## install system packages, uv, the Python env and the pinned Kafka/Spark artifacts
 	dev/bootstrap.sh
 
-run: bootstrap ## the main job: start the local platform (Kafka, PostgreSQL, Prometheus, Spark) and run it
-	$(UV) run --locked pagestream up
+run: bootstrap ## the main job: run manifests/local/page-views.yaml on this machine (Kafka, PostgreSQL, Prometheus, simulator, Spark)
+	$(UV) run --locked pagestream up -f manifests/local/page-views.yaml
 
-down: ## stop every local component
+down: ## stop the local pipeline and its servers (resume with make run)
 	$(UV) run --locked pagestream down
 
-status: ## show which local components run, and where
-	$(UV) run --locked pagestream stack status
+status: ## how the local pipeline is doing (rates, lag, freshness, dead letters)
+	$(UV) run --locked pagestream status
 
 test: ## the whole test suite: installs everything it needs, lints, runs unit and integration tests
 	dev/bootstrap.sh --kube

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from pagestream.local.pipeline import PipelineFileError, load_pipeline
+from pagestream.local.platform import DEFAULT_PIPELINE_FILE, LocalPlatform
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.stack import COMPONENTS, DEFAULT_COMPONENTS, LocalStack
@@ -100,20 +104,68 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from pagestream.smoke import run_smoke_pipeline
+def _platform() -> LocalPlatform:
+    return LocalPlatform(StackPaths.default())
 
-    stack = _stack(args)
-    stack.up(DEFAULT_COMPONENTS)
-    result = run_smoke_pipeline(stack.paths, stack.kafka(), stack.postgres(), events=args.events)
-    print(
-        f"smoke pipeline: produced {result.produced} events to {result.topic}, Spark read "
-        f"{result.read_by_spark}, PostgreSQL holds {result.rows_in_postgres}: "
-        + ("OK" if result.ok else "MISMATCH")
+
+def _progress(message: str) -> None:
+    # Progress is for the person at the terminal; logs (JSON when not a TTY) carry the rest.
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Validate the pipeline YAML, then start servers, traffic and the job; return once the job
+    has committed its first batch."""
+    from pagestream.local.platform import TrafficSettings, where
+
+    pipeline = load_pipeline(Path(args.file))
+    traffic = TrafficSettings(
+        rate=args.rate,
+        events=args.events,
+        duplicate_rate=args.duplicate_rate,
+        malformed_rate=args.malformed_rate,
+        late_rate=args.late_rate,
+        bot_share=args.bot_share,
     )
-    cmd_stack_status(args)
-    print("stop everything with `pagestream down` (or `make down`)")
-    return 0 if result.ok else 1
+    platform = _platform()
+    config = platform.up(
+        pipeline, traffic, progress=_progress, first_batch_timeout=args.first_batch_timeout
+    )
+    print(f"pipeline {pipeline.name!r} is running: the first batch is committed")
+    for what, value in where(platform, config, pipeline).items():
+        print(f"  {what:<18} {value}")
+    print(
+        "next: `pagestream status --watch`, `pagestream report`, `pagestream snapshot`, "
+        "`pagestream down`"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from pagestream.local.status import pipeline_status, render
+
+    platform = _platform()
+    status = pipeline_status(platform)
+    if status is None:
+        print("no local pipeline here yet: run `pagestream up`")
+        return 0 if not args.json else 1
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+        return 0
+    if not args.watch:
+        Console().print(render(status))
+        return 0
+    with Live(render(status), refresh_per_second=4, screen=False) as live:
+        while True:
+            time.sleep(args.interval)
+            status = pipeline_status(platform)
+            if status is not None:
+                live.update(render(status))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -133,13 +185,21 @@ def cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    url = args.postgres_url or _stack(args).postgres().url()
+    schema, tz, url = args.schema, args.tz, args.postgres_url
+    pipeline = _platform().current() if not (schema and url) else None
+    if pipeline is not None:  # the running local pipeline's tables and time zone
+        config = _platform().job_config(pipeline)
+        schema = schema or config.postgres_schema
+        tz = tz or config.report_timezone
+        url = url or _stack(args).postgres().url(config.postgres_database)
+    schema = schema or "pagestream"
+    url = url or _stack(args).postgres().url()
     day = dt.date.fromisoformat(args.day) if args.day else None
     console = Console()
     conn = psycopg2.connect(url)
     try:
         for name in names:
-            columns, rows = read_report(conn, args.schema, name, day, args.tz)
+            columns, rows = read_report(conn, schema, name, day, tz)
             table = Table(title=f"{REPORTS[name].title} — {args.day or 'today'}")
             for column in columns:
                 table.add_column(
@@ -156,8 +216,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    _stack(args).down()
-    print("local stack stopped")
+    _platform().down(progress=_progress)
+    print("local platform stopped; `pagestream up` resumes from the checkpoint")
     return 0
 
 
@@ -169,10 +229,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start the local platform and run the smoke pipeline through it")
-    up.add_argument("--events", type=int, default=1000, help="events the smoke pipeline sends")
+    up = sub.add_parser(
+        "up",
+        help="run a PageAnalyticsPipeline on this machine: servers, simulator, streaming job",
+        description="Validate the pipeline YAML against the CRD (as the API server would), start "
+        "Kafka, PostgreSQL and Prometheus, the simulator and the streaming job (Spark local "
+        "mode, configured by the operator's rendering), and return after the first committed "
+        "batch. On a running platform it does nothing; after `down` it resumes from the "
+        "checkpoint.",
+    )
+    up.add_argument(
+        "-f",
+        "--file",
+        default=str(DEFAULT_PIPELINE_FILE),
+        help="the PageAnalyticsPipeline YAML (default: manifests/local/page-views.yaml)",
+    )
+    up.add_argument("--rate", type=float, default=50.0, help="simulated events per second")
+    up.add_argument(
+        "--events", type=int, help="the simulator stops after this many (default: runs until down)"
+    )
+    up.add_argument("--duplicate-rate", type=float, default=0.01, help="share sent twice")
+    up.add_argument("--malformed-rate", type=float, default=0.01, help="share malformed")
+    up.add_argument("--late-rate", type=float, default=0.01, help="share an hour late")
+    up.add_argument("--bot-share", type=float, default=0.05, help="share from crawlers")
+    up.add_argument(
+        "--first-batch-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the first committed batch",
+    )
     up.set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop every local component").set_defaults(func=cmd_down)
+    sub.add_parser(
+        "down", help="stop the simulator, the job (after its batch) and the servers"
+    ).set_defaults(func=cmd_down)
+
+    status = sub.add_parser(
+        "status", help="the local pipeline: state, rates, lag, freshness, dead letters"
+    )
+    mode = status.add_mutually_exclusive_group()
+    mode.add_argument("--watch", action="store_true", help="a live view, until Ctrl-C")
+    mode.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    status.add_argument("--interval", type=float, default=2.0, help="--watch refresh, seconds")
+    status.set_defaults(func=cmd_status)
 
     report = sub.add_parser("report", help="print the analytics reports as tables")
     report.add_argument(
@@ -184,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--day", help="YYYY-MM-DD (default: today in the report time zone)")
     report.add_argument("--tz", help="IANA time zone, e.g. Europe/Paris (default: the pipeline's)")
-    report.add_argument("--schema", default="pagestream", help="the pipeline's PostgreSQL schema")
+    report.add_argument(
+        "--schema", help="the pipeline's PostgreSQL schema (default: the local pipeline's)"
+    )
     report.add_argument("--postgres-url", help="postgresql://… (default: the local stack's)")
     report.set_defaults(func=cmd_report)
 
@@ -235,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         return int(args.func(args))
+    except PipelineFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,111 @@
+"""A PageAnalyticsPipeline YAML, read and checked as a cluster would, and the job configuration
+the operator would give it, moved to this machine.
+
+The job's arguments come from the operator's own rendering (``render_spark_application``), so a
+local run and a Kubernetes run of the same YAML cannot disagree. :func:`localize` is the one place
+that changes anything, and it changes only *where* things are (:class:`LocalPlaces`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pagestream.local.crd_schema import PIPELINE_CRD, FieldError, InvalidResource, validate
+from pagestream_common.jobconfig import JobConfig
+from pagestream_operator.render import RenderInput, render_spark_application
+from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
+
+PIPELINE_KIND = "PageAnalyticsPipeline"
+# The namespace a local pipeline pretends to live in; it only shows in rendered names.
+LOCAL_NAMESPACE = "local"
+# A local pipeline keeps one checkpoint; the operator's epochs exist for stateless upgrades.
+LOCAL_CHECKPOINT_EPOCH = 1
+
+
+class PipelineFileError(ValueError):
+    """The file is not one valid PageAnalyticsPipeline; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class LocalPipeline:
+    name: str
+    source: Path
+    spec: PipelineSpec
+    # The resource with the CRD's defaults applied, as the API server would store it.
+    resource: dict[str, Any]
+
+
+def load_pipeline(path: Path) -> LocalPipeline:
+    """Read the one PageAnalyticsPipeline in ``path`` (other documents, e.g. a PVC, are
+    ignored) and validate it against the CRD's schema and CEL rules."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except FileNotFoundError as exc:
+        raise PipelineFileError(f"{path}: no such file") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineFileError(f"{path}: not valid YAML: {exc}") from exc
+    pipelines = [d for d in documents if isinstance(d, dict) and d.get("kind") == PIPELINE_KIND]
+    if len(pipelines) != 1:
+        raise PipelineFileError(
+            f"{path}: expected exactly one {PIPELINE_KIND}, found {len(pipelines)}"
+        )
+    try:
+        resource = validate(pipelines[0], PIPELINE_CRD)
+    except InvalidResource as exc:
+        raise PipelineFileError(f"{path}: {exc}") from exc
+    name = resource["metadata"]["name"]
+    try:
+        spec = parse_spec(resource["spec"])
+    except SpecError as exc:  # the CRD accepted it; the operator's model should too
+        raise PipelineFileError(f"{path}: {exc}") from exc
+    if spec.kafka.authentication is not None:
+        raise PipelineFileError(
+            str(
+                InvalidResource(
+                    PIPELINE_KIND,
+                    name,
+                    [
+                        FieldError(
+                            "spec.kafka.authentication",
+                            "the local Kafka broker has no SASL users; remove this section "
+                            "for a local run (manifests/local/page-views.yaml has none)",
+                        )
+                    ],
+                )
+            )
+        )
+    return LocalPipeline(name=name, source=path, spec=spec, resource=resource)
+
+
+@dataclass(frozen=True)
+class LocalPlaces:
+    """Where things are on this machine, instead of in a cluster."""
+
+    kafka_bootstrap_servers: str
+    postgres_host: str
+    postgres_port: int
+    checkpoint_location: str
+    metrics_port: int
+
+
+def rendered_spark_application(pipeline: LocalPipeline) -> dict[str, Any]:
+    """The SparkApplication the operator would create for this pipeline."""
+    return render_spark_application(
+        RenderInput(
+            name=pipeline.name,
+            namespace=LOCAL_NAMESPACE,
+            spec=pipeline.spec,
+            checkpoint_epoch=LOCAL_CHECKPOINT_EPOCH,
+        )
+    )
+
+
+def localize(pipeline: LocalPipeline, places: LocalPlaces) -> JobConfig:
+    """The operator's job configuration for ``pipeline``, with only the places changed."""
+    rendered = JobConfig.from_args(rendered_spark_application(pipeline)["spec"]["arguments"])
+    return dataclasses.replace(rendered, **dataclasses.asdict(places))
