@@ -309,3 +309,25 @@ def test_values_schema_rejects_bad_values(chart: Chart, sets: list[str], message
     proc = chart.template([], [*NO_DEPENDENCIES, *sets], check=False)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_the_operator_accepts_the_arguments_the_deployment_passes(
+    rendered: dict[str, list[dict[str, Any]]], case: str
+) -> None:
+    """The operator's own settings loader parses the container's args, and the probed and
+    scraped ports are the ones it will listen on."""
+    from pagestream_operator.settings import OperatorSettings
+
+    deploy = one(rendered[case], "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    settings = OperatorSettings.load(container["args"], env={})
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.metrics_port == ports["metrics"]
+    assert settings.liveness_port == ports["health"]
+    assert settings.log_format == "json"
+    service = next(
+        s for s in by_kind(rendered[case], "Service") if s["metadata"]["name"].endswith("-metrics")
+    )
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 import pytest
-from chart_harness import CHART, kubectl
+from chart_harness import CHART, NO_DEPENDENCIES, Chart, kubectl
 from streaming.conftest import JobRun, new_job_run, produce, stop_all
 from streaming.dataset import build_dataset
 
@@ -285,3 +285,25 @@ def test_every_dashboard_query_was_run() -> None:
         "Last 5 minutes (realtime)",
     ):
         assert wanted in titles, wanted
+
+
+def test_the_helm_test_job_passes_against_a_running_operator(
+    running: Running, chart: Chart
+) -> None:
+    """The chart's `helm test` Job runs its script against the operator's metrics Service; here
+    the same script runs against the real operator process (the Service's address replaced by
+    the process's), and succeeds."""
+    objects = chart.objects([], NO_DEPENDENCIES, namespace="pagestream")
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["python", "-c"]
+    script = container["command"][2]
+    service_url = "http://ps-pagestream-operator-metrics.pagestream.svc:8080/metrics"
+    assert service_url in script
+    script = script.replace(service_url, f"http://127.0.0.1:{running.operator_port}/metrics")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=200, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "operator metrics served"
