@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 import pytest
+import yaml
 from chart_harness import CHART, NO_DEPENDENCIES, Chart, kubectl
 from streaming.conftest import JobRun, new_job_run, produce, stop_all
 from streaming.dataset import build_dataset
@@ -130,28 +131,32 @@ def running(
         env={**env, "KUBECONFIG": str(kube.kubeconfig)},
     )
     log.close()
-    kubectl(
-        kube, "apply", "-n", namespace, "-f", str(REPO_ROOT / "manifests/examples/minimal.yaml")
-    )
-    prometheus.set_targets("pagestream-operator", [f"127.0.0.1:{op_metrics}"])
-
-    # The streaming job on the seeded dataset (duplicates, malformed records, bots, late
-    # events), scraped by Prometheus while it runs.
     run = new_job_run(kafka, postgres, stack_paths)
-    dataset = build_dataset(seed=23, valid_events=2000, now=int(time.time()))
-    records = [(r.key, r.value) for r in dataset.records]
-    proc = run.start()
-    prometheus.set_targets("pagestream-job", [f"127.0.0.1:{run.metrics_port}"])
-    half = len(records) // 2
-    produce(kafka, run.topic, records[:half])
-    run.wait_consumed(half, proc=proc)
-    produce(kafka, run.topic, records[half:])
-    fresh = _fresh_page_views(50)
-    produce(kafka, run.topic, fresh)
-    run.wait_consumed(len(records) + len(fresh), proc=proc)
-    pipeline = run.schema.replace("_", "-")
     try:
-        yield Running(run, pipeline, prometheus, postgres, op_metrics)
+        kubectl(
+            kube,
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            str(REPO_ROOT / "manifests/examples/minimal.yaml"),
+        )
+        prometheus.set_targets("pagestream-operator", [f"127.0.0.1:{op_metrics}"])
+
+        # The streaming job on the seeded dataset (duplicates, malformed records, bots, late
+        # events), scraped by Prometheus while it runs.
+        dataset = build_dataset(seed=23, valid_events=2000, now=int(time.time()))
+        records = [(r.key, r.value) for r in dataset.records]
+        proc = run.start()
+        prometheus.set_targets("pagestream-job", [f"127.0.0.1:{run.metrics_port}"])
+        half = len(records) // 2
+        produce(kafka, run.topic, records[:half])
+        run.wait_consumed(half, proc=proc)
+        produce(kafka, run.topic, records[half:])
+        fresh = _fresh_page_views(50)
+        produce(kafka, run.topic, fresh)
+        run.wait_consumed(len(records) + len(fresh), proc=proc)
+        yield Running(run, run.schema.replace("_", "-"), prometheus, postgres, op_metrics)
     finally:
         prometheus.set_targets("pagestream-job", [])
         prometheus.set_targets("pagestream-operator", [])
@@ -307,3 +312,41 @@ def test_the_helm_test_job_passes_against_a_running_operator(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "operator metrics served"
+
+
+def alert_exprs() -> dict[str, str]:
+    rules = yaml.safe_load((CHART / "rules" / "pagestream-alerts.yaml").read_text())
+    return {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+
+def test_alert_conditions_on_the_real_series(running: Running) -> None:
+    """The alert expressions, evaluated by the real Prometheus on the real series: the running
+    job commits and has read everything, so its stall and lag conditions are false; the
+    pipeline the operator reconciles has no Spark operator to run it (the test cluster has
+    none), so it stays DEPLOYING and the not-Ready condition holds, while nothing is FAILED."""
+    exprs = alert_exprs()
+
+    def for_pipeline(name: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in running.prometheus.query(exprs[name])
+            if s["metric"].get("pipeline") == running.pipeline
+        ]
+
+    # Both series exist, so an empty result means the condition is false, not absent data.
+    assert finite(
+        prom_query(running, 'pagestream_job_last_commit_timestamp_seconds{pipeline=~"$pipeline"}')
+    )
+    assert finite(
+        prom_query(running, 'pagestream_job_kafka_offsets_behind_latest{pipeline=~"$pipeline"}')
+    )
+    assert for_pipeline("PagestreamNoCommittedBatch") == []
+    assert for_pipeline("PagestreamKafkaLagGrowing") == []
+    assert running.prometheus.query(exprs["PagestreamPipelineFailed"]) == []
+
+    def not_ready() -> list[dict[str, Any]]:
+        return running.prometheus.query(exprs["PagestreamPipelineNotReady"])
+
+    (sample,) = eventually(not_ready, timeout=60, what="the not-Ready condition")
+    assert sample["metric"]["lifecycle_state"] in {"CREATED", "DEPLOYING"}
+    assert float(sample["value"][1]) == 1
