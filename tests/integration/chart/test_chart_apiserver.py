@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_harness import NO_DEPENDENCIES, Chart, renderable_scenarios, server_dry_run
+from chart_harness import CI_DIR, NO_DEPENDENCIES, Chart, renderable_scenarios, server_dry_run
 
 from pagestream.stack.kube import KubeControlPlane
 
 pytestmark = [pytest.mark.helm, pytest.mark.kube]
 
 CASES = [("defaults", [], NO_DEPENDENCIES)] + [(p.stem, [p], []) for p in renderable_scenarios()]
+# The scenario with everything on, its own objects rendered with the dependencies forced off
+# (the subcharts themselves cannot be rendered here).
+CASES.append(("full-values-without-dependencies", [CI_DIR / "full-values.yaml"], NO_DEPENDENCIES))
 
 
 @pytest.mark.parametrize(("case", "files", "sets"), CASES, ids=[c[0] for c in CASES])

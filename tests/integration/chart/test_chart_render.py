@@ -25,6 +25,9 @@ pytestmark = pytest.mark.helm
 SCENARIOS = renderable_scenarios()
 # (id, values files, --set items): the chart's defaults (dependencies off) and each ci/ file.
 CASES = [("defaults", [], NO_DEPENDENCIES)] + [(p.stem, [p], []) for p in SCENARIOS]
+# The scenario with everything on, its own objects rendered with the dependencies forced off
+# (the subcharts themselves cannot be rendered here).
+CASES.append(("full-values-without-dependencies", [CI_DIR / "full-values.yaml"], NO_DEPENDENCIES))
 CASE_IDS = [c[0] for c in CASES]
 LABELS = (
     "helm.sh/chart",
