@@ -4,10 +4,13 @@ accepted by the real helm and kubectl (`--help` of that subcommand lists each fl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -134,3 +137,88 @@ def test_helm_and_kubectl_accept_the_command(helm: Helm, command: list[str]) -> 
             assert re.search(rf"(^|\s){re.escape(short)},", text, re.M), (
                 f"{tool} {' '.join(sub)} has no flag {short}"
             )
+
+
+# kind and skaffold are not installed where the tests run; their commands are checked against
+# the source of the pinned releases (Go modules, fetched with `go mod download`).
+KIND = ("sigs.k8s.io/kind", "v0.30.0")
+SKAFFOLD = ("github.com/GoogleContainerTools/skaffold/v2", "v2.16.1")
+
+
+def go_module(module: str, version: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    go = shutil.which("go")
+    assert go, "Go is needed to read kind's and skaffold's sources"
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        cwd=tmp_path_factory.mktemp("gomod"),
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    assert proc.returncode == 0 and not info.get("Error"), proc.stdout + proc.stderr
+    return Path(info["Dir"])
+
+
+@pytest.fixture(scope="module")
+def kind_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return go_module(*KIND, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def skaffold_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return go_module(*SKAFFOLD, tmp_path_factory)
+
+
+def test_kind_commands_exist(kind_source: Path) -> None:
+    kind_commands = [c for c in COMMANDS if c[0] == "kind"]
+    assert kind_commands
+    for command in kind_commands:
+        words = subcommand(command, 2)
+        folder = kind_source / "pkg/cmd/kind" / words[0] / words[1]
+        assert folder.is_dir(), f"kind {' '.join(words)} does not exist"
+        code = "".join(
+            p.read_text() for p in folder.glob("*.go") if not p.name.endswith("_test.go")
+        )
+        for flag in flags(command):
+            assert f'"{flag.lstrip("-")}"' in code, f"kind {' '.join(words)} has no flag {flag}"
+
+
+def test_kind_config_uses_kinds_fields_and_node_image(kind_source: Path) -> None:
+    types = (kind_source / "pkg/apis/config/v1alpha4/types.go").read_text()
+    tags = set(re.findall(r'yaml:"(\w+)', types))
+    config = yaml.safe_load((REPO_ROOT / "manifests/kind-cluster.yaml").read_text())
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4" and config["kind"] == "Cluster"
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for v in node.values() for k in keys(v)}
+        if isinstance(node, list):
+            return {k for v in node for k in keys(v)}
+        return set()
+
+    assert keys(config) - {"apiVersion", "kind"} <= tags
+    default = re.search(
+        r'const Image = "([^"]+)"', (kind_source / "pkg/apis/config/defaults/image.go").read_text()
+    )
+    assert default
+    assert {n["image"] for n in config["nodes"]} == {default.group(1)}
+
+
+def test_skaffold_commands_exist(skaffold_source: Path) -> None:
+    skaffold_commands = [c for c in COMMANDS if c[0] == "skaffold"]
+    assert skaffold_commands
+    flag_defs = (skaffold_source / "cmd/skaffold/app/cmd/flags.go").read_text()
+    for command in skaffold_commands:
+        (verb,) = subcommand(command, 1)
+        assert (skaffold_source / f"cmd/skaffold/app/cmd/{verb}.go").is_file()
+        for flag in flags(command):
+            name = flag.lstrip("-")
+            key = "Shorthand" if len(name) == 1 else "Name"
+            m = re.search(
+                rf'{key}:\s+"{re.escape(name)}",.*?DefinedOn:\s+\[\]string\{{([^}}]*)\}}',
+                flag_defs,
+                re.S,
+            )
+            assert m and f'"{verb}"' in m.group(1), f"skaffold {verb} has no flag {flag}"
