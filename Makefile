@@ -22,7 +22,7 @@ status: ## how the local pipeline is doing (rates, lag, freshness, dead letters)
 	$(UV) run --locked pagestream status
 
 test: ## the whole test suite: installs everything it needs, lints, runs unit and integration tests
-	dev/bootstrap.sh --kube
+	dev/bootstrap.sh --kube --browser
 	$(UV) run --locked ruff check .
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything pagestream needs on a fresh Debian machine, idempotently:
 #   system packages (PostgreSQL 15, Prometheus), uv, the locked Python environment,
-#   and the pinned Kafka/Spark jars (Maven) and, with --kube, kube-apiserver/etcd/helm (Go).
+#   and the pinned Kafka/Spark jars (Maven) and, with --kube, kube-apiserver/etcd/helm (Go);
+#   with --browser, Chromium (the tests open the HTML dashboard snapshot in it, headless).
 # Downloads and builds are cached under ~/.cache/pagestream (PAGESTREAM_CACHE_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,12 @@ UV_VERSION=0.13.9
 # uv is used as `python3 -m uv`, so it works whether or not pip put a `uv` on PATH.
 uv() { python3 -m uv "$@"; }
 want_kube=0
+want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --kube) want_kube=1 ;;
-    *) echo "usage: $0 [--kube]" >&2; exit 2 ;;
+    --browser) want_browser=1 ;;
+    *) echo "usage: $0 [--kube] [--browser]" >&2; exit 2 ;;
   esac
 done
 
@@ -31,6 +34,9 @@ missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+if [ "$want_browser" = 1 ]; then
+  command -v chromium >/dev/null || missing+=(chromium)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -185,21 +185,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    schema, tz, url = args.schema, args.tz, args.postgres_url
-    pipeline = _platform().current() if not (schema and url) else None
-    if pipeline is not None:  # the running local pipeline's tables and time zone
-        config = _platform().job_config(pipeline)
-        schema = schema or config.postgres_schema
-        tz = tz or config.report_timezone
-        url = url or _stack(args).postgres().url(config.postgres_database)
-    schema = schema or "pagestream"
-    url = url or _stack(args).postgres().url()
+    url, schema, _ = _pipeline_database(args)
     day = dt.date.fromisoformat(args.day) if args.day else None
     console = Console()
     conn = psycopg2.connect(url)
     try:
         for name in names:
-            columns, rows = read_report(conn, schema, name, day, tz)
+            columns, rows = read_report(conn, schema, name, day, args.tz)
             table = Table(title=f"{REPORTS[name].title} — {args.day or 'today'}")
             for column in columns:
                 table.add_column(
@@ -212,6 +204,33 @@ def cmd_report(args: argparse.Namespace) -> int:
             console.print(table)
     finally:
         conn.close()
+    return 0
+
+
+def _pipeline_database(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """(PostgreSQL URL, schema, pipeline name): from the flags, else the local pipeline's."""
+    schema, url, name = args.schema, args.postgres_url, None
+    pipeline = _platform().current() if not (schema and url) else None
+    if pipeline is not None:
+        config = _platform().job_config(pipeline)
+        schema, name = schema or config.postgres_schema, pipeline.name
+        url = url or _stack(args).postgres().url(config.postgres_database)
+    return url or _stack(args).postgres().url(), schema or "pagestream", name
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Write the Page analytics dashboard as one static HTML file, from PostgreSQL."""
+    import psycopg2
+
+    from pagestream.local.snapshot import write_snapshot
+
+    url, schema, name = _pipeline_database(args)
+    conn = psycopg2.connect(url)
+    try:
+        path = write_snapshot(conn, schema, name or schema, Path(args.output), args.hours)
+    finally:
+        conn.close()
+    print(f"wrote {path} (open it in a browser)")
     return 0
 
 
@@ -287,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--postgres-url", help="postgresql://… (default: the local stack's)")
     report.set_defaults(func=cmd_report)
+
+    snap = sub.add_parser(
+        "snapshot", help="write the Page analytics dashboard as a static HTML file"
+    )
+    snap.add_argument("-o", "--output", default="pagestream-snapshot.html", help="the HTML file")
+    snap.add_argument("--hours", type=float, default=24.0, help="time range: the last N hours")
+    snap.add_argument(
+        "--schema", help="the pipeline's PostgreSQL schema (default: the local pipeline's)"
+    )
+    snap.add_argument("--postgres-url", help="postgresql://… (default: the local stack's)")
+    snap.set_defaults(func=cmd_snapshot)
 
     # Listed for --help only: main() hands `simulate ...` to the simulator's own parser whole.
     sub.add_parser(

@@ -145,8 +145,14 @@ class LocalPlatform:
                 f"pipeline {running.name!r} ({running.source}) is running here",
                 hint="stop it first with `pagestream down`",
             )
-        if self._job_running(pipeline) and self.simulator_process(pipeline.name).running():
-            progress(f"pipeline {pipeline.name!r} is already running")
+        if self._job_running(pipeline):
+            # A running job means a running platform: leave it (and its traffic) as it is.
+            progress(f"pipeline {pipeline.name!r} is already running; nothing to do")
+            if not self.simulator_process(pipeline.name).running():
+                progress(
+                    "the simulator has stopped (it sent its --events); to send more, "
+                    "`pagestream down` then `pagestream up`"
+                )
             return self.job_config(pipeline)
 
         progress("starting Kafka, PostgreSQL and Prometheus (the first start takes a minute)")
