@@ -33,7 +33,7 @@ EVENT_STAGE_COLUMNS = (
     ("kafka_topic", "text"),
     ("kafka_partition", "integer"),
     ("kafka_offset", "bigint"),
-    ("event_id", "text"),
+    ("event_id", 'text COLLATE "C"'),
     ("event_epoch", "bigint"),
     ("collection", "text"),
     ("device_id", "text"),
@@ -162,11 +162,14 @@ class PostgresSink:
     def commit_batch(self, batch_id: int, rows: pa.Table) -> BatchOutcome | None:
         """Write one batch in one transaction; None if this batch was committed before."""
         is_dead = pc.is_valid(rows.column("dead_letter_reason"))
-        events = rows.filter(pc.invert(is_dead)).select([c for c, _ in EVENT_STAGE_COLUMNS])
+        all_events = rows.filter(pc.invert(is_dead)).select([c for c, _ in EVENT_STAGE_COLUMNS])
+        events, batch_duplicates = split_first_occurrences(all_events)
         dead = rows.filter(is_dead).select(_DEAD_SOURCE_COLUMNS)
         with self.conn, self.conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
             cur.execute("SET LOCAL TimeZone TO 'UTC'")
+            # A batch's hash joins and aggregates fit in memory instead of spilling to disk.
+            cur.execute("SET LOCAL work_mem TO '256MB'")
             # Serialises two writers of one query and makes the replay check race-free.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.query_id,))
             cur.execute(
@@ -180,9 +183,14 @@ class PostgresSink:
             cur.copy_expert("COPY stage_events FROM STDIN WITH (FORMAT csv)", _csv(events))
             cur.execute(_stage_table("stage_dead", DEAD_STAGE_COLUMNS))
             cur.copy_expert("COPY stage_dead FROM STDIN WITH (FORMAT csv)", _csv(dead))
+            cur.execute(_stage_table("stage_batch_duplicates", BATCH_DUPLICATE_COLUMNS))
+            cur.copy_expert(
+                "COPY stage_batch_duplicates FROM STDIN WITH (FORMAT csv)", _csv(batch_duplicates)
+            )
             cur.execute(_UPSERT_DIMENSIONS)
             cur.execute(_SELECT_FRESH, {"bot_filtering": self.bot_filtering})
-            cur.execute(_WRITE_FACTS, {"batch_id": batch_id, "page_view": PAGE_VIEW})
+            for statement in _WRITE_FACTS:
+                cur.execute(statement, {"batch_id": batch_id})
             cur.execute(_COUNTS)
             page_views, other_events, bots, max_epoch = cur.fetchone()
             cur.execute("SELECT reason, count(*) FROM stage_dead GROUP BY reason")
@@ -219,6 +227,28 @@ class PostgresSink:
             committed_at=committed_at,
             stored_page_view_epochs=_page_view_epochs(events),
         )
+
+
+BATCH_DUPLICATE_COLUMNS = (
+    ("kafka_topic", "text"),
+    ("kafka_partition", "integer"),
+    ("kafka_offset", "bigint"),
+    ("event_id", "text"),
+)
+
+
+def split_first_occurrences(events: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(first occurrence of each event id in the batch, the later ones). Rows arrive in Kafka
+    order within a partition; the first in the table is kept. Done in Arrow on the driver so
+    PostgreSQL never sorts a whole batch to find them."""
+    if events.num_rows == 0:
+        return events, events.select([c for c, _ in BATCH_DUPLICATE_COLUMNS])
+    seq = pa.array(range(events.num_rows), type=pa.int64())
+    numbered = events.append_column("_seq", seq)
+    firsts = numbered.group_by("event_id", use_threads=False).aggregate([("_seq", "min")])
+    is_first = pc.is_in(seq, value_set=firsts.column("_seq_min"))
+    later = events.filter(pc.invert(is_first)).select([c for c, _ in BATCH_DUPLICATE_COLUMNS])
+    return events.filter(is_first), later
 
 
 def _page_view_epochs(events: pa.Table) -> pa.Array:
@@ -274,70 +304,77 @@ FROM stage_events
 ON CONFLICT DO NOTHING;
 """
 
-# The first occurrence (lowest partition/offset) of each event id in the batch, if no earlier
-# batch accepted that id; registering it in event_ids and selecting it is one statement.
+# Staged events are already unique within the batch (split_first_occurrences); those no
+# earlier batch accepted are registered in event_ids and selected in one statement.
 _SELECT_FRESH = """
 CREATE TEMP TABLE fresh ON COMMIT DROP AS
-WITH firsts AS (
-    SELECT DISTINCT ON (event_id) * FROM stage_events
-    ORDER BY event_id, kafka_topic, kafka_partition, kafka_offset
-), accepted AS (
+WITH accepted AS (
     INSERT INTO event_ids (event_id, event_time)
-    SELECT event_id, to_timestamp(event_epoch) FROM firsts
+    SELECT event_id, to_timestamp(event_epoch) FROM stage_events
     ON CONFLICT DO NOTHING
     RETURNING event_id
 )
-SELECT f.*, to_timestamp(f.event_epoch) AS event_time,
-       CASE WHEN f.is_bot AND %(bot_filtering)s THEN 'bot'
-            WHEN f.collection = 'view_product_detail' THEN 'page_view'
+SELECT s.*, to_timestamp(s.event_epoch) AS event_time,
+       CASE WHEN s.is_bot AND %(bot_filtering)s THEN 'bot'
+            WHEN s.collection = 'view_product_detail' THEN 'page_view'
             ELSE 'other' END AS kind
-FROM firsts f JOIN accepted a USING (event_id);
+FROM stage_events s JOIN accepted a USING (event_id);
 """
 
-_WRITE_FACTS = """
+# One statement each, so a slow one shows in a profile.
+_WRITE_FACTS = (
+    """
 INSERT INTO fact_page_views (event_id, event_time, date_key, time_key, product_key, store_key,
     location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id, user_id_db,
     email_hash, ip_anonymized, page_path, kafka_partition, kafka_offset, batch_id)
 SELECT event_id, event_time, date_key, time_key, product_key, store_key, location_key,
        user_agent_key, referrer_key, campaign_key, device_id, visitor_id, nullif(user_id_db, ''),
        email_hash, ip_anonymized, coalesce(page_path, ''), kafka_partition, kafka_offset, %(batch_id)s
-FROM fresh WHERE kind = 'page_view';
-
+FROM fresh WHERE kind = 'page_view'
+""",
+    """
 INSERT INTO fact_other_events (event_id, collection, event_time, date_key, time_key, product_key,
     store_key, location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id,
     kafka_partition, kafka_offset, batch_id)
 SELECT event_id, collection, event_time, date_key, time_key, product_key, store_key,
        location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id,
        kafka_partition, kafka_offset, %(batch_id)s
-FROM fresh WHERE kind = 'other';
-
+FROM fresh WHERE kind = 'other'
+""",
+    """
 INSERT INTO bot_events (event_id, collection, event_time, user_agent_key, store_key,
     kafka_partition, kafka_offset, batch_id)
 SELECT event_id, collection, event_time, user_agent_key, store_key, kafka_partition, kafka_offset,
        %(batch_id)s
-FROM fresh WHERE kind = 'bot';
-
+FROM fresh WHERE kind = 'bot'
+""",
+    """
 -- Rollups from exactly the page views inserted above: aggregates equal the facts by construction.
+-- One hash aggregate per dimension at minute grain; hours are summed from the minutes.
 INSERT INTO agg_page_views AS a (grain, bucket, dimension, value, views)
-SELECT g.grain, date_trunc(g.grain, f.event_time), d.dimension, d.value, count(*)
-FROM fresh f
-CROSS JOIN (VALUES ('minute'), ('hour')) AS g (grain)
-CROSS JOIN LATERAL (VALUES
-    ('total', ''),
-    ('product', f.product_id),
-    ('store', f.store_id),
-    ('country', f.country_code),
-    ('referrer_medium', f.referrer_medium),
-    ('browser_os', f.browser || ' / ' || f.os)
-) AS d (dimension, value)
-WHERE f.kind = 'page_view'
-GROUP BY 1, 2, 3, 4
-ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = a.views + EXCLUDED.views;
-
+WITH pv AS MATERIALIZED (
+    SELECT date_trunc('minute', event_time) AS bucket, product_id, store_id, country_code,
+           referrer_medium, browser || ' / ' || os AS browser_os
+    FROM fresh WHERE kind = 'page_view'
+), minute AS (
+    SELECT bucket, 'total' AS dimension, '' AS value, count(*) AS views FROM pv GROUP BY 1
+    UNION ALL SELECT bucket, 'product', product_id, count(*) FROM pv GROUP BY 1, 3
+    UNION ALL SELECT bucket, 'store', store_id, count(*) FROM pv GROUP BY 1, 3
+    UNION ALL SELECT bucket, 'country', country_code, count(*) FROM pv GROUP BY 1, 3
+    UNION ALL SELECT bucket, 'referrer_medium', referrer_medium, count(*) FROM pv GROUP BY 1, 3
+    UNION ALL SELECT bucket, 'browser_os', browser_os, count(*) FROM pv GROUP BY 1, 3
+)
+SELECT 'minute', bucket, dimension, value, views FROM minute
+UNION ALL
+SELECT 'hour', date_trunc('hour', bucket), dimension, value, sum(views) FROM minute GROUP BY 2, 3, 4
+ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = a.views + EXCLUDED.views
+""",
+    """
 INSERT INTO visitor_days (day, device_key)
 SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date, device_key FROM fresh WHERE kind = 'page_view'
-ON CONFLICT DO NOTHING;
-"""
+ON CONFLICT DO NOTHING
+""",
+)
 
 _COUNTS = """
 SELECT count(*) FILTER (WHERE kind = 'page_view'), count(*) FILTER (WHERE kind = 'other'),
@@ -353,15 +390,14 @@ SELECT kafka_topic, kafka_partition, kafka_offset, to_timestamp(kafka_timestamp_
 FROM stage_dead
 """
 
-# Every staged event row that did not become fresh is a duplicate (of an earlier batch's event
-# or of an earlier record in this batch); the statement's row count is the batch's duplicates.
+# Duplicates: staged events an earlier batch had accepted, and the later occurrences of an id
+# within this batch. The statement's row count is the batch's duplicates.
 _WRITE_DUPLICATES = """
 INSERT INTO duplicate_records (kafka_topic, kafka_partition, kafka_offset, event_id, batch_id)
 SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.event_id, %(batch_id)s
 FROM stage_events s
-WHERE NOT EXISTS (
-    SELECT 1 FROM fresh f
-    WHERE f.kafka_topic = s.kafka_topic AND f.kafka_partition = s.kafka_partition
-      AND f.kafka_offset = s.kafka_offset
-);
+WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.event_id = s.event_id)
+UNION ALL
+SELECT kafka_topic, kafka_partition, kafka_offset, event_id, %(batch_id)s
+FROM stage_batch_duplicates
 """

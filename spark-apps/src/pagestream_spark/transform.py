@@ -1,6 +1,6 @@
 """From raw Kafka rows to rows ready for the star schema.
 
-One Python pass per Arrow batch (``mapInPandas``) validates each record and enriches the valid
+One Python pass per Arrow batch (``mapInArrow``) validates each record and enriches the valid
 ones, so records cross the JVM/Python boundary once; Spark then adds the calendar and
 dimension keys natively. Each step is a function of a DataFrame (pandas or Spark), tested on
 small inline frames.
@@ -12,8 +12,9 @@ import functools
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -28,7 +29,12 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from pagestream_spark.enrich.batch import enrich_batch, enriched_spark_schema
+from pagestream_spark.enrich.batch import (
+    DROPPED_COLUMNS,
+    ENRICHED_FIELDS,
+    enrich_batch,
+    enriched_spark_schema,
+)
 from pagestream_spark.validate import EVENT_FIELDS, classify_value
 
 KAFKA_COLUMNS = ("topic", "partition", "offset", "timestamp")
@@ -60,65 +66,87 @@ CLASSIFIED_SCHEMA = StructType(
 )
 
 
-def classify_frame(raw: pd.DataFrame, now: int) -> pd.DataFrame:
-    """Kafka rows (``value`` + coordinates) → one row per record: a dead-letter reason and the
-    raw payload, or the event's typed fields and its UTC date."""
-    verdicts = [classify_value(bytes(v), now) for v in raw["value"]]
-    valid = np.fromiter(
-        (fields is not None for _, _, fields in verdicts), dtype=bool, count=len(verdicts)
-    )
-    out = pd.DataFrame(
-        {
-            "topic": raw["topic"].to_numpy(),
-            "partition": raw["partition"].to_numpy(),
-            "offset": raw["offset"].to_numpy(),
-            "kafka_timestamp": raw["timestamp"].to_numpy(),
-            "dead_letter_reason": [reason for reason, _, _ in verdicts],
-            "dead_letter_detail": [detail for _, detail, _ in verdicts],
-            "payload": [
-                None if ok else bytes(v) for ok, v in zip(valid, raw["value"], strict=True)
-            ],
-        }
-    )
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "binary": pa.binary(),
+    "date": pa.date32(),
+    "boolean": pa.bool_(),
+}
+# Raw IPs and e-mail addresses: read by the enrichment, never passed on.
+_ENRICH_INPUTS = (
+    "ip",
+    "user_agent",
+    "referrer_url",
+    "current_url",
+    "email_address",
+    "utm_source",
+    "utm_medium",
+)
+
+
+def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
+    """Kafka rows (``value`` + coordinates) → CLASSIFIED_SCHEMA columns: a dead-letter reason
+    and the raw payload, or the event's typed fields and its UTC date."""
+    values = raw.column("value").to_pylist()
+    verdicts = [classify_value(v, now) for v in values]
+    valid = [fields is not None for _, _, fields in verdicts]
+    out: dict[str, pa.Array] = {
+        "topic": raw.column("topic"),
+        "partition": raw.column("partition"),
+        "offset": raw.column("offset"),
+        "kafka_timestamp": raw.column("timestamp"),
+        "dead_letter_reason": pa.array([r for r, _, _ in verdicts], pa.string()),
+        "dead_letter_detail": pa.array([d for _, d, _ in verdicts], pa.string()),
+        "payload": pa.array(
+            [None if ok else v for ok, v in zip(valid, values, strict=True)], pa.binary()
+        ),
+    }
     empty = (None,) * len(EVENT_FIELDS)
-    columns = list(zip(*((fields or empty) for _, _, fields in verdicts), strict=True)) or [
-        () for _ in EVENT_FIELDS
-    ]
-    for (name, sql_type), values in zip(EVENT_FIELDS, columns, strict=True):
-        if sql_type in ("bigint", "int"):
-            out[name] = pd.array(values, dtype="Int64" if sql_type == "bigint" else "Int32")
-        else:
-            out[name] = pd.Series(values, dtype=object)
-    # Integer day arithmetic: no float conversion of epochs (and no NaN for dead letters).
-    dates = np.full(len(out), None, dtype=object)
-    if valid.any():
-        days = out["event_epoch"].to_numpy(dtype="int64", na_value=0)[valid] // 86_400
-        dates[valid] = days.astype("datetime64[D]").astype(object)
-    out["event_date"] = dates
+    columns = list(zip(*((fields or empty) for _, _, fields in verdicts), strict=True))
+    for index, (name, sql_type) in enumerate(EVENT_FIELDS):
+        out[name] = pa.array(columns[index] if columns else [], _ARROW_TYPES[sql_type])
+    # Integer day arithmetic on the epochs: date32 is days since 1970-01-01.
+    days = pc.divide(out["event_epoch"], 86_400)
+    out["event_date"] = pc.cast(days, pa.int32()).cast(pa.date32())
     return out
 
 
-def prepare_frames(
-    frames: Iterator[pd.DataFrame],
+def classify_batches(batches: Iterator[pa.RecordBatch], now: int) -> Iterator[pa.RecordBatch]:
+    for raw in batches:
+        yield pa.RecordBatch.from_pydict(classify_arrays(raw, now))
+
+
+def prepare_batches(
+    batches: Iterator[pa.RecordBatch],
     *,
     now: int,
     pii_key: bytes,
     anonymize_ip: bool,
     hash_email: bool,
-) -> Iterator[pd.DataFrame]:
-    """The ``mapInPandas`` body: classify, then enrich (raw IPs and e-mails do not survive)."""
-    for raw in frames:
-        classified = classify_frame(raw, now)
-        yield enrich_batch(
-            classified, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
+) -> Iterator[pa.RecordBatch]:
+    """The ``mapInArrow`` body: classify, then enrich. Only the enrichment's inputs go through
+    pandas; everything else stays Arrow (pandas conversion of a batch cost more than its
+    validation)."""
+    for raw in batches:
+        columns = classify_arrays(raw, now)
+        inputs = pd.DataFrame({name: columns[name].to_pandas() for name in _ENRICH_INPUTS})
+        inputs["event_date"] = columns["event_date"].to_pandas(date_as_object=True)
+        enriched = enrich_batch(
+            inputs, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
         )
+        kept = {name: array for name, array in columns.items() if name not in DROPPED_COLUMNS}
+        for name, sql_type, _ in ENRICHED_FIELDS:
+            kept[name] = pa.Array.from_pandas(enriched[name], type=_ARROW_TYPES[sql_type])
+        yield pa.RecordBatch.from_pydict(kept)
 
 
 def classify_records(raw: DataFrame, processing_epoch: int | None = None) -> DataFrame:
-    """Spark face of :func:`classify_frame` (validation only), for tests and tools."""
+    """Spark face of :func:`classify_arrays` (validation only), for tests and tools."""
     now = int(time.time()) if processing_epoch is None else processing_epoch
-    return raw.select("value", *KAFKA_COLUMNS).mapInPandas(
-        lambda frames: (classify_frame(f, now) for f in frames), schema=CLASSIFIED_SCHEMA
+    return raw.select("value", *KAFKA_COLUMNS).mapInArrow(
+        functools.partial(classify_batches, now=now), schema=CLASSIFIED_SCHEMA
     )
 
 
@@ -172,9 +200,9 @@ def prepare_batch(
     """Raw Kafka rows → every record classified; valid ones enriched and keyed for the sink."""
     now = int(time.time()) if processing_epoch is None else processing_epoch
     body = functools.partial(
-        prepare_frames, now=now, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
+        prepare_batches, now=now, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
     )
-    enriched = raw.select("value", *KAFKA_COLUMNS).mapInPandas(
+    enriched = raw.select("value", *KAFKA_COLUMNS).mapInArrow(
         body, schema=enriched_spark_schema(CLASSIFIED_SCHEMA)
     )
     return with_dimension_keys(with_event_time_columns(enriched))
