@@ -171,3 +171,16 @@ def test_uv_sync_installs_only_the_component(name: str, tmp_path: Path) -> None:
     assert "pyspark" not in names
     assert {"operator": "kopf", "simulator": "confluent-kafka", "spark": "pyarrow"}[name] in names
     assert "pytest" not in names and "ruff" not in names
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGES))
+def test_images_use_the_uv_that_bootstrap_pins(name: str) -> None:
+    """uv.lock is written by the uv dev/bootstrap.sh installs; an older uv may not read it."""
+    pinned = re.search(r"^UV_VERSION=(\S+)$", (REPO_ROOT / "dev/bootstrap.sh").read_text(), re.M)
+    assert pinned
+    args = dict(
+        rest.split("=", 1)
+        for word, rest in instructions(DOCKERFILES[name])
+        if word == "ARG" and "=" in rest
+    )
+    assert args["UV_IMAGE"] == f"ghcr.io/astral-sh/uv:{pinned.group(1)}"
