@@ -24,10 +24,8 @@ import datetime as dt
 import itertools
 import json
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,9 @@ from typing import Any
 
 import confluent_kafka
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _benchlib
 
 from pagestream_simulator.generator import EventGenerator, GeneratorConfig
 from pagestream_simulator.producer import KafkaSink, ProducerSettings, ensure_topic
@@ -77,39 +78,11 @@ def broker(bootstrap_servers: str | None) -> Iterator[tuple[str, str]]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": mem_gib,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version(),  # a string, unlike libversion()
+        **_benchlib.machine(),
+        "confluent_kafka": confluent_kafka.version()[0],
         "librdkafka": confluent_kafka.libversion()[0],
     }
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def producer_run(
@@ -218,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "producer_throughput",
         "command": "uv run python " + shlex.join(["bench/producer_throughput.py", *sys.argv[1:]]),
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": _benchlib.git_commit(),
         "machine": {
             **machine(),
             "load_average_before": [round(x, 2) for x in load_before],

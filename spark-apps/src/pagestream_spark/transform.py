@@ -32,6 +32,7 @@ from pyspark.sql.types import (
 from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
     ENRICHED_FIELDS,
+    INPUT_COLUMNS,
     enrich_batch,
     enriched_spark_schema,
 )
@@ -74,17 +75,6 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "boolean": pa.bool_(),
 }
-# Raw IPs and e-mail addresses: read by the enrichment, never passed on.
-_ENRICH_INPUTS = (
-    "ip",
-    "user_agent",
-    "referrer_url",
-    "current_url",
-    "email_address",
-    "utm_source",
-    "utm_medium",
-)
-
 
 def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
     """Kafka rows (``value`` + coordinates) → CLASSIFIED_SCHEMA columns: a dead-letter reason
@@ -131,8 +121,12 @@ def prepare_batches(
     validation)."""
     for raw in batches:
         columns = classify_arrays(raw, now)
-        inputs = pd.DataFrame({name: columns[name].to_pandas() for name in _ENRICH_INPUTS})
-        inputs["event_date"] = columns["event_date"].to_pandas(date_as_object=True)
+        inputs = pd.DataFrame(
+            {
+                name: columns[name].to_pandas(date_as_object=True)
+                for name in INPUT_COLUMNS  # raw IPs and e-mails included: read, never passed on
+            }
+        )
         enriched = enrich_batch(
             inputs, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
         )
