@@ -159,9 +159,7 @@ def copy_ceiling(dsn: str, schema: str) -> dict[str, float]:
         with conn, conn.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM {schema}.fact_page_views")
             (facts,) = cur.fetchone()
-            cur.execute(
-                f"SELECT sum(consumed)::bigint FROM {schema}.batch_commits"
-            )
+            cur.execute(f"SELECT sum(consumed)::bigint FROM {schema}.batch_commits")
             (consumed,) = cur.fetchone()
             cur.execute(f"CREATE TABLE {schema}.copy_ceiling (LIKE {schema}.fact_page_views)")
         # Repeat the fact rows up to the consumed count, so both sides ingest as many rows.

@@ -76,6 +76,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
 }
 
+
 def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
     """Kafka rows (``value`` + coordinates) → CLASSIFIED_SCHEMA columns: a dead-letter reason
     and the raw payload, or the event's typed fields and its UTC date."""
