@@ -34,6 +34,7 @@ PIPELINE_CRD = (
 # kube-apiserver: these error types make CEL validation skip (hasBlockingErr in the
 # apiextensions strategy), and it adds one error saying so.
 _BLOCKING = frozenset({"Required value", "Unsupported value", "Too long", "Invalid type"})
+_ENVELOPE = frozenset({"apiVersion", "kind", "metadata", "status"})
 CEL_SKIPPED = (
     "some validation rules were not checked because the object was invalid; "
     "correct the existing errors to complete validation"
@@ -324,25 +325,17 @@ def validate(resource: dict[str, Any], crd: Path = PIPELINE_CRD) -> dict[str, An
     defaulted = copy.deepcopy(resource)
     apply_defaults(defaulted, version.schema)
     errors: list[FieldError] = []
-    body = {
-        k: v for k, v in defaulted.items() if k not in ("apiVersion", "kind", "metadata", "status")
-    }
-    root = {
-        **version.schema,
-        "properties": {
-            k: v
-            for k, v in version.schema.get("properties", {}).items()
-            if k not in ("apiVersion", "kind", "metadata", "status")
-        },
-    }
-    root_no_cel = {k: v for k, v in root.items() if k != "x-kubernetes-validations"}
-    for key, value in body.items():
-        if key in root["properties"]:
-            _structural(value, root["properties"][key], key, errors)
+    # The object's envelope is the API machinery's to check; the schema governs the rest.
+    properties = version.schema.get("properties", {})
+    for key, value in defaulted.items():
+        if key in _ENVELOPE:
+            continue
+        if key in properties:
+            _structural(value, properties[key], key, errors)
         else:
             errors.append(FieldError(key, f'unknown field "{key}"', "Unknown field"))
-    for key in root_no_cel.get("required", []):
-        if key not in body:
+    for key in version.schema.get("required", []):
+        if key not in defaulted:
             errors.append(FieldError(key, "Required value", "Required value"))
     if any(e.kind in _BLOCKING for e in errors):
         errors.append(FieldError("<nil>", f"Invalid value: null: {CEL_SKIPPED}"))

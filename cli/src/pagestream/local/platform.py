@@ -184,7 +184,8 @@ class LocalPlatform:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
+        # log_level 4: librdkafka's informational chatter on shutdown is not for the terminal.
+        admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers, "log_level": 4})
         future = admin.create_topics(
             [NewTopic(config.kafka_topic, num_partitions=partitions, replication_factor=1)]
         )[config.kafka_topic]
