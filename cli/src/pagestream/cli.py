@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pagestream.local.pipeline import PipelineFileError, load_pipeline
-from pagestream.local.platform import DEFAULT_PIPELINE_FILE, LocalPlatform
+from pagestream.local.platform import DEFAULT_PIPELINE_FILE, LocalPlatform, TrafficSettings
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.stack import COMPONENTS, DEFAULT_COMPONENTS, LocalStack
@@ -116,7 +116,7 @@ def _progress(message: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """Validate the pipeline YAML, then start servers, traffic and the job; return once the job
     has committed its first batch."""
-    from pagestream.local.platform import TrafficSettings, where
+    from pagestream.local.platform import where
 
     pipeline = load_pipeline(Path(args.file))
     traffic = TrafficSettings(
@@ -210,9 +210,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _pipeline_database(args: argparse.Namespace) -> tuple[str, str, str | None]:
     """(PostgreSQL URL, schema, pipeline name): from the flags, else the local pipeline's."""
     schema, url, name = args.schema, args.postgres_url, None
-    pipeline = _platform().current() if not (schema and url) else None
+    platform = _platform()
+    pipeline = platform.current() if not (schema and url) else None
     if pipeline is not None:
-        config = _platform().job_config(pipeline)
+        config = platform.job_config(pipeline)
         schema, name = schema or config.postgres_schema, pipeline.name
         url = url or _stack(args).postgres().url(config.postgres_database)
     return url or _stack(args).postgres().url(), schema or "pagestream", name
@@ -263,14 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_PIPELINE_FILE),
         help="the PageAnalyticsPipeline YAML (default: manifests/local/page-views.yaml)",
     )
-    up.add_argument("--rate", type=float, default=50.0, help="simulated events per second")
+    # The defaults are TrafficSettings' own, so there is one place to change them.
+    up.add_argument(
+        "--rate", type=float, default=TrafficSettings.rate, help="simulated events per second"
+    )
     up.add_argument(
         "--events", type=int, help="the simulator stops after this many (default: runs until down)"
     )
-    up.add_argument("--duplicate-rate", type=float, default=0.01, help="share sent twice")
-    up.add_argument("--malformed-rate", type=float, default=0.01, help="share malformed")
-    up.add_argument("--late-rate", type=float, default=0.01, help="share an hour late")
-    up.add_argument("--bot-share", type=float, default=0.05, help="share from crawlers")
+    for flag, default, meaning in (
+        ("--duplicate-rate", TrafficSettings.duplicate_rate, "share of events sent twice"),
+        ("--malformed-rate", TrafficSettings.malformed_rate, "share of records malformed"),
+        ("--late-rate", TrafficSettings.late_rate, "share of events an hour late"),
+        ("--bot-share", TrafficSettings.bot_share, "share of events from crawlers"),
+    ):
+        up.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
     up.add_argument(
         "--first-batch-timeout",
         type=float,
