@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 import json
 import math
 import re
@@ -123,6 +124,22 @@ def _number(value: Any) -> str:
     return _esc(value)
 
 
+def _segments(
+    values: list[tuple[dt.datetime, float]],
+) -> list[list[tuple[dt.datetime, float]]]:
+    """Split a sorted series where buckets are missing (no rows means no views), so a line never
+    bridges an empty hour as Grafana would not."""
+    if len(values) < 2:
+        return [values]
+    step = min(b[0] - a[0] for a, b in itertools.pairwise(values))
+    segments = [[values[0]]]
+    for previous, point in itertools.pairwise(values):
+        if point[0] - previous[0] > step * 2:
+            segments.append([])
+        segments[-1].append(point)
+    return segments
+
+
 def line_chart(title: str, series: dict[str, list[tuple[dt.datetime, float]]]) -> str:
     """Lines over time; x from the first to the last point of all series."""
     points = [p for values in series.values() for p in values]
@@ -151,13 +168,15 @@ def line_chart(title: str, series: dict[str, list[tuple[dt.datetime, float]]]) -
     ]
     for i, (name, values) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in sorted(values))
-        if len(values) == 1:
-            (t, v) = values[0]
-            parts.append(
-                f'<circle class="mark" cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>'
-            )
-        else:
+        for segment in _segments(sorted(values)):
+            if len(segment) == 1:
+                ((t, v),) = segment
+                parts.append(
+                    f'<circle class="mark" cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
+                    f"<title>{_esc(name)}</title></circle>"
+                )
+                continue
+            coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in segment)
             parts.append(
                 f'<polyline class="mark" fill="none" stroke="{colour}" stroke-width="2" '
                 f'points="{coords}"><title>{_esc(name)}</title></polyline>'
