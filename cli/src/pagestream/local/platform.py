@@ -113,9 +113,6 @@ class LocalPlatform:
     def state(self, name: str) -> PipelineState:
         return PipelineState.load_or_create(self.pipeline_dir(name) / "ports.json")
 
-    def simulator_manifests(self, name: str) -> list[Path]:
-        return sorted((self.pipeline_dir(name) / "simulator").glob("run-*.json"))
-
     def job_config(self, pipeline: LocalPipeline) -> JobConfig:
         postgres = self.stack.postgres()
         return localize(
