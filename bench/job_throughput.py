@@ -35,7 +35,6 @@ from pathlib import Path
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import PeakMemory, write_result
@@ -234,8 +233,7 @@ def main() -> int:
     results: dict[str, object] = {}
     try:
         topic = "bench.backlog"
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+        kafka.ensure_topic(topic, PARTITIONS)
         seconds = simulate(
             bootstrap,
             topic,
@@ -342,7 +340,7 @@ def main() -> int:
 
         # Freshness at a steady rate.
         live = "bench.live"
-        admin.create_topics([NewTopic(live, PARTITIONS, 1)])[live].result(30)
+        kafka.ensure_topic(live, PARTITIONS)
         metrics_port = free_port()
         with (paths.logs / "job-live.log").open("ab") as out:
             job = subprocess.Popen(

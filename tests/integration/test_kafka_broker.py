@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from pagestream.stack.kafka import Kafka
 
@@ -15,10 +14,7 @@ pytestmark = pytest.mark.kafka
 
 def _create_topic(kafka: Kafka, partitions: int) -> str:
     topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(30)
+    assert kafka.ensure_topic(topic, partitions)
     return topic
 
 

@@ -23,7 +23,6 @@ import jsonschema
 import orjson
 import pytest
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.process import free_port
@@ -61,10 +60,7 @@ def binomial_bound(n: int, p: float, z: float = 5.0) -> tuple[float, float]:
 
 def new_topic(kafka: Kafka, partitions: int) -> str:
     topic = f"test.simulator.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(30)
+    kafka.ensure_topic(topic, partitions)
     return topic
 
 

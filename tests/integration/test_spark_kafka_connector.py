@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from pagestream.stack.kafka import Kafka
 
@@ -18,8 +17,7 @@ def test_spark_reads_records_from_kafka(kafka: Kafka, spark) -> None:  # type: i
     from pyspark.sql import functions as F
 
     topic = f"test.spark.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
+    kafka.ensure_topic(topic, 2)
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
     sent = {f"evt-{i}": i for i in range(500)}
     for event_id, n in sent.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pagestream.stack.paths import StackPaths
-from pagestream.stack.process import pid_alive
+from pagestream.stack.process import pid_alive, processes_referring_to
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.prometheus]
 
@@ -30,22 +30,6 @@ def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _pids(state: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in state.glob("*/*.pid")}
-
-
-def _processes_mentioning(state: Path) -> list[str]:
-    """Every live process whose command line or working folder points into the state folder."""
-    hits = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if str(state) in cmdline or cwd.startswith(str(state)):
-            hits.append(f"{proc.name}: {cmdline[:120]}")
-    return hits
 
 
 def test_up_is_idempotent_and_down_leaves_nothing_running(stack_paths: StackPaths) -> None:
@@ -66,7 +50,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(stack_paths: StackPath
     down = _cli(state, "stack", "down")
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(pid) for pid in pids.values())
-    assert _processes_mentioning(state) == []
+    assert processes_referring_to(state) == []
     assert list(state.glob("*/*.pid")) == []
 
     # Restarted, the stack comes back on the ports clients were told about, data intact.
@@ -78,7 +62,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(stack_paths: StackPath
         )
     finally:
         assert _cli(state, "stack", "down").returncode == 0
-    assert _processes_mentioning(state) == []
+    assert processes_referring_to(state) == []
 
 
 def test_status_reports_where_each_component_listens(stack_paths: StackPaths) -> None:

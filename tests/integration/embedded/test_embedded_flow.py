@@ -24,6 +24,7 @@ import pytest
 from chromium import RenderedPage
 
 from pagestream.stack.paths import REPO_ROOT, StackPaths
+from pagestream.stack.process import processes_referring_to
 from pagestream.stack.stack import LocalStack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.prometheus, pytest.mark.spark]
@@ -110,22 +111,6 @@ def _check_accounting(status: dict[str, Any], manifests: list[dict[str, Any]]) -
     assert acc["consumed"] == acc["stored"] + acc["duplicates"] + acc["dead_lettered"] + acc["bots"]
 
 
-def _processes_mentioning(state: Path) -> list[str]:
-    """Every live process whose command line or working folder points into the state folder."""
-    hits = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if str(state) in cmdline or cwd.startswith(str(state)):
-            hits.append(f"{proc.name}: {cmdline[:120]}")
-    return hits
-
-
 def _query(stack: LocalStack, statement: str) -> list[tuple[Any, ...]]:
     with psycopg2.connect(stack.postgres().dsn()) as conn, conn.cursor() as cur:
         cur.execute(statement)
@@ -188,7 +173,7 @@ def test_up_report_status_down_up_again(
     # --- down leaves nothing running
     down = _cli(state, "down")
     assert down.returncode == 0, down.stderr
-    assert _processes_mentioning(state) == []
+    assert processes_referring_to(state) == []
     assert _status(state)["state"] == "stopped"
 
     # --- up again resumes from the checkpoint: nothing lost, nothing counted twice
@@ -223,4 +208,4 @@ def test_up_report_status_down_up_again(
 
     down = _cli(state, "down")
     assert down.returncode == 0, down.stderr
-    assert _processes_mentioning(state) == []
+    assert processes_referring_to(state) == []

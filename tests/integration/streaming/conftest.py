@@ -16,7 +16,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
@@ -29,10 +28,7 @@ PII_KEY = "test-pii-key"
 
 def create_topic(kafka: Kafka, partitions: int = 3) -> str:
     topic = f"test.views.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(30)
+    kafka.ensure_topic(topic, partitions)
     return topic
 
 

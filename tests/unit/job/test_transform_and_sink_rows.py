@@ -32,7 +32,9 @@ def test_sink_rows_have_the_staging_layout_and_hex_payloads(spark) -> None:  # t
         "boolean": "boolean",
         "text": "string",
     }
-    event_fields = [(name, types[sql_type.split()[0]]) for name, sql_type in EVENT_STAGE_COLUMNS[3:]]
+    event_fields = [
+        (name, types[sql_type.split()[0]]) for name, sql_type in EVENT_STAGE_COLUMNS[3:]
+    ]
     schema = ", ".join(f"{name} {t}" for name, t in event_fields)
     row = spark.createDataFrame([tuple(None for _ in event_fields)], schema).select(
         "*",

@@ -178,19 +178,7 @@ class LocalPlatform:
         return self.job_process(pipeline.name).running()
 
     def _create_topic(self, config: JobConfig, partitions: int) -> None:
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        # log_level 4: librdkafka's informational chatter on shutdown is not for the terminal.
-        admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers, "log_level": 4})
-        future = admin.create_topics(
-            [NewTopic(config.kafka_topic, num_partitions=partitions, replication_factor=1)]
-        )[config.kafka_topic]
-        try:
-            future.result(30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise StackError(f"cannot create topic {config.kafka_topic}: {exc}") from exc
+        self.stack.kafka().ensure_topic(config.kafka_topic, partitions)
 
     def _create_database(self, database: str) -> None:
         import psycopg2

@@ -155,6 +155,24 @@ class Kafka:
             return False
         return bool(md.brokers)
 
+    def ensure_topic(self, name: str, partitions: int, timeout: float = 30) -> bool:
+        """Create ``name`` on this broker unless it exists; True if it was created."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        # log_level 4: librdkafka's informational chatter on shutdown is not for the terminal.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 4})
+        future = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )[name]
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return False
+            raise StackError(f"cannot create topic {name}: {exc}") from exc
+        return True
+
     def stop(self) -> None:
         # A controlled shutdown moves leadership and flushes logs; give it time before SIGKILL.
         self.process.stop(timeout=60)

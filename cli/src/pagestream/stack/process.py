@@ -70,6 +70,23 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def processes_referring_to(folder: Path) -> list[str]:
+    """Every live process whose command line or working folder points into ``folder``, as
+    "pid: command line" (how tests prove a stack left nothing running)."""
+    hits = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            hits.append(f"{proc.name}: {cmdline[:120]}")
+    return hits
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
