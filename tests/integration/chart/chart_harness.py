@@ -10,7 +10,6 @@ removed, and only scenarios that turn every dependency off (checked, never assum
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import uuid
@@ -156,14 +155,7 @@ class Chart:
 def kubectl(
     kube: KubeControlPlane, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=check,
-        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
-    )
+    return kube.kubectl(*args, stdin=stdin, check=check)
 
 
 def server_dry_run(kube: KubeControlPlane, objects: list[dict[str, Any]], namespace: str) -> str:
@@ -195,14 +187,7 @@ def chart(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Chart:
 def chart_crds(kube: KubeControlPlane, stack_paths: StackPaths) -> list[str]:
     """Our CRD and every upstream CRD the chart's objects need, applied and Established."""
     folder = upstream_crds(stack_paths.cache)
-    files = [OUR_CRD, *(crd_file(folder, name) for name in UPSTREAM_CRDS)]
-    for path in files:
-        kubectl(kube, "apply", "--server-side", "--force-conflicts", "-f", str(path))
-    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in files]
-    kubectl(
-        kube, "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
-    )
-    return names
+    return kube.install_crds([OUR_CRD, *(crd_file(folder, name) for name in UPSTREAM_CRDS)])
 
 
 @pytest.fixture

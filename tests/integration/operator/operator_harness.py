@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -69,13 +68,7 @@ def eventually(
 def kubectl(
     kube: KubeControlPlane, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
-    )
+    return kube.kubectl(*args, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -86,14 +79,7 @@ def crd_folder(stack_paths: StackPaths) -> Path:
 @pytest.fixture(scope="session")
 def crds(kube: KubeControlPlane, crd_folder: Path) -> list[str]:
     """Our CRD and the upstream ones it needs, applied and Established."""
-    files = [OUR_CRD, *(crd_file(crd_folder, name) for name in UPSTREAM)]
-    for path in files:
-        kubectl(kube, "apply", "--server-side", "--force-conflicts", "-f", str(path))
-    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in files]
-    kubectl(
-        kube, "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
-    )
-    return names
+    return kube.install_crds([OUR_CRD, *(crd_file(crd_folder, name) for name in UPSTREAM)])
 
 
 @pytest.fixture(scope="session")

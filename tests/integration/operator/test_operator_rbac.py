@@ -9,9 +9,7 @@ is minted with the TokenRequest API and written into a kubeconfig the operator r
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +66,7 @@ def chart_rbac(
     core: client.CoreV1Api,
     crds: list[str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> str:
+) -> Iterator[str]:
     chart = operator_identity_chart(tmp_path_factory.mktemp("chart") / "pagestream")
     rendered = helm.run(
         "template",
@@ -88,15 +86,11 @@ def chart_rbac(
     except ApiException as exc:
         if exc.status != 409:
             raise
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", "-f", "-"],
-        input=rendered,
-        text=True,
-        check=True,
-        capture_output=True,
-        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
-    )
-    return rendered
+    kube.kubectl("apply", "--server-side", "-f", "-", stdin=rendered)
+    yield rendered
+    # The ClusterRole(Binding) are cluster-wide: leave nothing for the chart's own tests to
+    # conflict with when they apply the same release name later in the session.
+    kube.kubectl("delete", "--ignore-not-found", "-f", "-", stdin=rendered)
 
 
 def test_chart_rbac_is_least_privilege(chart_rbac: str) -> None:

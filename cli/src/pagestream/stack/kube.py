@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import ssl
+import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +305,32 @@ class KubeControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
         self.kubeconfig.chmod(0o600)
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the machine's ``kubectl`` against this control plane as its admin."""
+        return subprocess.run(
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+        )
+
+    def install_crds(self, files: list[Path], timeout: str = "60s") -> list[str]:
+        """Apply CRD files (server-side) and wait until each is Established; their names."""
+        for path in files:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in files]
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={timeout}",
+            *[f"crd/{n}" for n in names],
+        )
+        return names
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
