@@ -3,8 +3,15 @@ reason. Pure Python over bytes, applied to whole Arrow batches by the job (see t
 
 The checks implement the JSON Schema in ``pagestream_common/contract/event.schema.json`` with
 exact JSON types (``"id": 123`` is not a string; ``true`` is not an integer). They run in the
-same Python pass as the enrichment, on orjson: several times faster on this workload than
-Spark's VARIANT functions, which needed one type probe per field per record.
+same Python pass as the enrichment: several times faster on this workload than Spark's VARIANT
+functions, which needed one type probe per field per record.
+
+Two paths give one verdict. The fast path decodes straight into a typed msgspec ``Struct``
+whose types and length bounds are the contract's, in C; it only ever *accepts*, and anything it
+is not certain about (a decode or type error, a ``true`` where only strings or ``false`` are
+allowed, an escaped NUL, an out-of-range time) goes to the exact path, which parses with
+orjson, checks field by field in Python and writes the dead-letter detail. A differential test
+(tests/unit/job/test_validate_paths.py) holds the two paths to the same results.
 
 Reasons, in the order they are checked:
 ``oversize`` (record larger than MAX_RECORD_BYTES; not parsed), ``parse_error`` (not UTF-8 or
@@ -17,8 +24,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from pagestream_common.contract import (
@@ -53,9 +61,11 @@ REQUIRED_STRINGS = (
     StringField("current_url", max_length=4096),
     StringField("store_id", max_length=16),
 )
+# Optional, but a string whenever present (never null or false), as the JSON Schema says;
+# required on page views.
+PRODUCT_ID = StringField("product_id", max_length=32)
 # Optional strings: a string, false or null; "" and false mean absent.
 OPTIONAL_STRINGS = (
-    StringField("product_id", max_length=32),
     StringField("referrer_url", min_length=0),
     StringField("resolution", min_length=0),
     StringField("user_id_db", min_length=0),
@@ -190,6 +200,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _too_deep() -> Violation:
+    return Violation(PARSE_ERROR, "record nests arrays/objects deeper than the parser allows")
+
+
 def parse_record(value: bytes) -> Any:
     """The parsed JSON document; raises Violation(parse_error) for anything that is not JSON."""
     if len(value) > MAX_RECORD_BYTES:
@@ -198,6 +212,8 @@ def parse_record(value: bytes) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         pass
+    except RecursionError:
+        raise _too_deep() from None
     # orjson also refuses integers beyond 64 bits, which are JSON; the slow path decides.
     try:
         text = value.decode("utf-8")
@@ -205,12 +221,25 @@ def parse_record(value: bytes) -> Any:
         raise Violation(PARSE_ERROR, "record is not valid UTF-8") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        # Valid JSON nested thousands deep (a 64 KiB record holds 32k levels).
+        raise _too_deep() from None
     except ValueError:
         raise Violation(PARSE_ERROR, "record is not valid JSON") from None
 
 
 def classify_value(value: bytes, now: int) -> tuple[str | None, str | None, tuple[Any, ...] | None]:
     """(dead-letter reason, detail, None) or (None, None, the EVENT_FIELDS values)."""
+    fields = accepted_fields(value, now)
+    if fields is not None:
+        return None, None, fields
+    return classify_exactly(value, now)
+
+
+def classify_exactly(
+    value: bytes, now: int
+) -> tuple[str | None, str | None, tuple[Any, ...] | None]:
+    """The exact path: orjson, then every check in Python, with the dead-letter detail."""
     try:
         doc = parse_record(value)
         if type(doc) is not dict:
@@ -226,6 +255,7 @@ def classify_value(value: bytes, now: int) -> tuple[str | None, str | None, tupl
         collection, device_id, ip, user_agent, current_url, store_id = (
             _required_string(doc, f) for f in REQUIRED_STRINGS[1:]
         )
+        product_id = _required_string(doc, PRODUCT_ID) if PRODUCT_ID.name in doc else None
         optional = {f.name: _optional_string(doc, f) for f in OPTIONAL_STRINGS}
         for name in STRING_OR_BOOL:
             v = doc.get(name)
@@ -258,7 +288,7 @@ def classify_value(value: bytes, now: int) -> tuple[str | None, str | None, tupl
             user_agent,
             current_url,
             store_id,
-            optional["product_id"],
+            product_id,
             optional["referrer_url"],
             optional["user_id_db"],
             optional["email_address"],
@@ -268,4 +298,141 @@ def classify_value(value: bytes, now: int) -> tuple[str | None, str | None, tupl
             _clean(recommendation) if isinstance(recommendation, str) else None,
             option_count,
         ),
+    )
+
+
+# -- the fast path -------------------------------------------------------------------------
+
+
+def _text(min_length: int, max_length: int) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length)]
+
+
+def _optional_text(field: StringField) -> Any:
+    # bool admits `true`, which the contract refuses: accepted_fields sends those to the
+    # exact path (msgspec has no literal `false` type).
+    return _text(field.min_length, field.max_length) | bool | None
+
+
+class _Option(msgspec.Struct, gc=False):
+    option_label: str | None = None
+    option_id: str | None = None
+    value_label: str | None = None
+    value_id: str | None = None
+
+
+_OPTIONAL = {f.name: f for f in OPTIONAL_STRINGS}
+_REQUIRED = {f.name: f for f in REQUIRED_STRINGS}
+# Module-level aliases: annotations are strings here (PEP 563), which msgspec resolves by name.
+_IdText = _text(_REQUIRED["id"].min_length, _REQUIRED["id"].max_length)
+_CollectionText = _text(_REQUIRED["collection"].min_length, _REQUIRED["collection"].max_length)
+_DeviceText = _text(_REQUIRED["device_id"].min_length, _REQUIRED["device_id"].max_length)
+_IpText = _text(_REQUIRED["ip"].min_length, _REQUIRED["ip"].max_length)
+_AgentText = _text(_REQUIRED["user_agent"].min_length, _REQUIRED["user_agent"].max_length)
+_UrlText = _text(_REQUIRED["current_url"].min_length, _REQUIRED["current_url"].max_length)
+_StoreText = _text(_REQUIRED["store_id"].min_length, _REQUIRED["store_id"].max_length)
+_ProductText = _text(PRODUCT_ID.min_length, PRODUCT_ID.max_length) | msgspec.UnsetType
+_ReferrerOpt = _optional_text(_OPTIONAL["referrer_url"])
+_ResolutionOpt = _optional_text(_OPTIONAL["resolution"])
+_UserOpt = _optional_text(_OPTIONAL["user_id_db"])
+_EmailOpt = _optional_text(_OPTIONAL["email_address"])
+_ApiOpt = _optional_text(_OPTIONAL["api_version"])
+_LocalTimeOpt = _optional_text(_OPTIONAL["local_time"])
+_UtmSourceOpt = _optional_text(_OPTIONAL["utm_source"])
+_UtmMediumOpt = _optional_text(_OPTIONAL["utm_medium"])
+
+
+class _ContractEvent(msgspec.Struct, gc=False):
+    """The contract's field types and length bounds, as msgspec checks them while decoding
+    (from REQUIRED_STRINGS / OPTIONAL_STRINGS / STRING_OR_BOOL above)."""
+
+    id: _IdText
+    time_stamp: int
+    collection: _CollectionText
+    device_id: _DeviceText
+    ip: _IpText
+    user_agent: _AgentText
+    current_url: _UrlText
+    store_id: _StoreText
+    # UNSET: the field is absent (refused on a page view); null or false fail to decode.
+    product_id: _ProductText = msgspec.UNSET
+    referrer_url: _ReferrerOpt = None
+    resolution: _ResolutionOpt = None
+    user_id_db: _UserOpt = None
+    email_address: _EmailOpt = None
+    api_version: _ApiOpt = None
+    local_time: _LocalTimeOpt = None
+    utm_source: _UtmSourceOpt = None
+    utm_medium: _UtmMediumOpt = None
+    show_recommendation: str | bool | None = None
+    recommendation: str | bool | None = None
+    option: list[_Option] | _Option | None = None
+
+
+_decode_contract_event = msgspec.json.Decoder(_ContractEvent).decode
+_BOOL_TEXT = {True: "true", False: "false"}
+
+
+def accepted_fields(value: bytes, now: int) -> tuple[Any, ...] | None:
+    """The EVENT_FIELDS values of a record the contract certainly accepts, else None (the
+    exact path decides). Never rejects on its own."""
+    # An escaped NUL needs cleaning (the exact path does it); raw control bytes are not JSON.
+    if len(value) > MAX_RECORD_BYTES or b"\\u0000" in value:
+        return None
+    if not value.isascii():
+        # msgspec skips unknown fields without checking their UTF-8; orjson refuses the
+        # whole record, so must this path.
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        event = _decode_contract_event(value)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+    epoch = event.time_stamp
+    if not MIN_EVENT_EPOCH <= epoch <= now + MAX_FUTURE_SKEW_SECONDS:
+        return None
+    product_id = event.product_id
+    if product_id is msgspec.UNSET:
+        if event.collection == PAGE_VIEW:
+            return None
+        product_id = None
+    referrer_url, user_id_db, email_address = (
+        event.referrer_url,
+        event.user_id_db,
+        event.email_address,
+    )
+    utm_source, utm_medium, resolution = event.utm_source, event.utm_medium, event.resolution
+    if (
+        referrer_url is True
+        or user_id_db is True
+        or email_address is True
+        or utm_source is True
+        or utm_medium is True
+        or resolution is True
+        or event.api_version is True
+        or event.local_time is True
+    ):
+        return None
+    option = event.option
+    recommendation = event.recommendation
+    return (
+        event.id,
+        epoch,
+        event.collection,
+        event.device_id,
+        event.ip,
+        event.user_agent,
+        event.current_url,
+        event.store_id,
+        product_id,
+        referrer_url or None,
+        user_id_db or None,
+        email_address or None,
+        utm_source or None,
+        utm_medium or None,
+        resolution or None,
+        _BOOL_TEXT[recommendation] if type(recommendation) is bool else recommendation,
+        0 if option is None else len(option) if type(option) is list else 1,
     )

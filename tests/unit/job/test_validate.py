@@ -75,6 +75,11 @@ INVALID = [
     (b'{"id": "a", ', "parse_error", "record is not valid JSON"),
     (b"\xff\xfe{}", "parse_error", "record is not valid UTF-8"),
     (b"[1, 2]", "schema_violation", "record is not a JSON object"),
+    (
+        b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        "parse_error",
+        "nests arrays/objects deeper",
+    ),
     (variant(id=123), "schema_violation", "id: expected a string, got number"),
     (variant(id=""), "schema_violation", "id: length must be 1..64"),
     (
@@ -89,6 +94,13 @@ INVALID = [
     ),
     (variant(device_id=DROP), "schema_violation", "device_id: required field missing"),
     (variant(product_id=DROP), "schema_violation", "product_id: required when collection"),
+    # The schema types product_id as a string wherever it appears: null and false are not absent.
+    (variant(product_id=None), "schema_violation", "product_id: expected a string, got null"),
+    (
+        variant(collection="add_to_cart_action", product_id=False),
+        "schema_violation",
+        "product_id: expected a string, got boolean",
+    ),
     (
         variant(utm_source=True),
         "schema_violation",
