@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,14 @@ from pagestream_spark.enrich.user_agent import classify_user_agent
 
 if TYPE_CHECKING:
     from pyspark.sql.types import StructType
+
+# Page URLs and referrers recur across batches (product pages, search engines, campaigns), and
+# Spark reuses a Python worker from batch to batch: parsing each distinct one once per worker,
+# not once per batch, roughly halves the enrichment's cost on the simulator's traffic. Bounded,
+# so memory stays flat (a few hundred bytes an entry).
+_URL_MEMO_SIZE = 1 << 17
+_parse_page_url = lru_cache(maxsize=_URL_MEMO_SIZE)(parse_page_url)
+_parse_referrer = lru_cache(maxsize=_URL_MEMO_SIZE)(parse_referrer)
 
 # Columns enrich_batch reads. Any other input column is passed through unchanged.
 INPUT_COLUMNS = (
@@ -194,10 +203,10 @@ def enrich_batch(
     # The page and its site: the site label decides "internal" referrers, the host without
     # www. is the site of the visitor id.
     pages = _Factorized(pdf["current_url"])
-    page_urls = pages.per_distinct(parse_page_url)
+    page_urls = pages.per_distinct(_parse_page_url)
     page_site_labels = [site_label(page.host) for page in page_urls]
     referrers = _Factorized(pdf["referrer_url"])
-    parsed_referrers = referrers.per_distinct(parse_referrer)
+    parsed_referrers = referrers.per_distinct(_parse_referrer)
     label_ids: dict[str | None, int] = {None: -1}
     page_label_ids = [label_ids.setdefault(label, len(label_ids)) for label in page_site_labels]
     referrer_label_ids = [
