@@ -12,7 +12,7 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, TypeVar
@@ -64,6 +64,15 @@ HUMAN_THINK_QUANTILES = tuple(
     min(math.exp(3.2 + 1.0 * NormalDist().inv_cdf((i + 0.5) / THINK_TABLE_SIZE)), MAX_THINK_SECONDS)
     for i in range(THINK_TABLE_SIZE)
 )
+
+HUMAN_MEAN_THINK = sum(HUMAN_THINK_QUANTILES) / THINK_TABLE_SIZE
+# Crawlers fetch a page every BOT_THINK_MIN + BOT_THINK_SPAN * uniform seconds.
+BOT_THINK_MIN = 0.5
+BOT_THINK_SPAN = 5.5
+# A session caught between two of its events is more likely to be in a long think than in a
+# short one (the inspection paradox): the think in progress is drawn in proportion to its
+# length, hence these cumulative weights over the human quantile table.
+HUMAN_THINK_IN_PROGRESS = cumulative(HUMAN_THINK_QUANTILES)
 
 PRODUCT_COLLECTIONS = frozenset(
     {
@@ -260,6 +269,10 @@ class EventGenerator:
         )
 
         self.now = float(config.start_time)
+        # The simulated start: config.start_time, unless warm_start() moved it.
+        self.start_time = self.now
+        # Sessions warm_start() opened mid-way (their earlier events are never emitted).
+        self.open_sessions_at_start = 0
         self.heap: list[tuple[float, int, Session]] = []
         self.sequence = 0
         self.next_arrival = self.now
@@ -309,25 +322,31 @@ class EventGenerator:
         )
 
     def _start_session(self, at: float) -> Session:
+        self.sessions_started += 1
+        if self.rng.random() < self.bot_session_probability:
+            self.bot_sessions_started += 1
+            return self._new_crawl(at)
+        return self._new_visit(at)
+
+    def _new_crawl(self, at: float) -> Session:
         rng = self.rng
         hour = int(at // 3600) % 24
-        self.sessions_started += 1
-        if rng.random() < self.bot_session_probability:
-            self.bot_sessions_started += 1
-            crawler_index = weighted_index(rng, self.crawler_table)
-            crawler = CRAWLERS[crawler_index]
-            store_index = weighted_index(rng, self.store_tables[hour])
-            self.devices_created += 1
-            # Crawlers keep no cookies: every crawl is a new device id.
-            device = Device(self._uuid4(), crawler.user_agent, "", "", "", True, 0, store_index)
-            session = Session(
-                device,
-                store_index,
-                STORES[store_index],
-                self.crawler_addresses[crawler_index].draw(rng),
-            )
-            return session
+        crawler_index = weighted_index(rng, self.crawler_table)
+        crawler = CRAWLERS[crawler_index]
+        store_index = weighted_index(rng, self.store_tables[hour])
+        self.devices_created += 1
+        # Crawlers keep no cookies: every crawl is a new device id.
+        device = Device(self._uuid4(), crawler.user_agent, "", "", "", True, 0, store_index)
+        return Session(
+            device,
+            store_index,
+            STORES[store_index],
+            self.crawler_addresses[crawler_index].draw(rng),
+        )
 
+    def _new_visit(self, at: float) -> Session:
+        rng = self.rng
+        hour = int(at // 3600) % 24
         device = None
         if self.returning and rng.random() < RETURNING_VISITOR_SHARE:
             candidate = self._pick(self.returning)
@@ -377,9 +396,8 @@ class EventGenerator:
             self._product_paths[cache_key] = path
         return path
 
-    def _next_collection(self, session: Session, bot: bool) -> str:
+    def _next_collection(self, last: str, bot: bool) -> str:
         r = self.rng.random()
-        last = session.last
         if bot:
             return PAGE_VIEW if r < 0.8 else "view_listing_page"
         if last == "":
@@ -438,7 +456,7 @@ class EventGenerator:
         device = session.device
         store = session.store
         bot = device.is_bot
-        collection = self._next_collection(session, bot)
+        collection = self._next_collection(session.last, bot)
         first = session.last == ""
         referrer = session.referrer if first else session.url
         utm_source: str | bool = False
@@ -563,9 +581,90 @@ class EventGenerator:
         else:
             self.sequence += 1
             r = self.rng.random()
-            think = 0.5 + 5.5 * r if bot else HUMAN_THINK_QUANTILES[int(r * THINK_TABLE_SIZE)]
+            think = (
+                BOT_THINK_MIN + BOT_THINK_SPAN * r
+                if bot
+                else HUMAN_THINK_QUANTILES[int(r * THINK_TABLE_SIZE)]
+            )
             heapq.heappush(heap, (at + think, self.sequence, session))
         return generated
+
+    # -- starting in steady state ------------------------------------------------------------
+
+    def warm_start(self, clock: Callable[[], float]) -> int:
+        """Open the sessions a site has when traffic has been running for a long time, then
+        start the simulated clock at ``clock()``; returns how many sessions it opened.
+
+        Started cold, the generator has no visitor on the site: at first only sessions' first
+        events come out (~20% of the steady rate), and the rate climbs slowly with the think
+        times' long tail (measured at sim_rate 5,000: 60% after 2 simulated minutes, 90%
+        after 7, 95% after 10). Simulating those minutes and throwing the events away would
+        mean generating over two million events at 5,000/s. Instead this draws the open
+        sessions' steady-state distribution directly. Sessions arrive as a Poisson process at
+        rate a, so the expected number open after their k-th event (k >= 1) is
+        a * P(k events without ending) * mean think; the think in progress is length-biased,
+        and the time left of it uniform. Only the survivors are built: ~30 sessions per
+        event/s. Call it before the first event; the daily rhythm's intensity is taken at
+        the configured start.
+        """
+        if self.sessions_started or self.heap:
+            raise RuntimeError("warm_start() must come before the first event")
+        rng = self.rng
+        random_ = rng.random
+        arrivals = self._session_rate(self.now)
+        opened: list[tuple[float, Session]] = []
+        for bot in (False, True):
+            end = BOT_END_PROBABILITY if bot else HUMAN_END_PROBABILITY
+            share = self.bot_session_probability if bot else 1.0 - self.bot_session_probability
+            mean_think = BOT_THINK_MIN + BOT_THINK_SPAN / 2 if bot else HUMAN_MEAN_THINK
+            # sum over k >= 1 of (1 - end)**k; rounded at random so the mean stays exact.
+            expected = arrivals * share * mean_think * (1.0 - end) / end
+            log_continue = math.log(1.0 - end)
+            for _ in range(int(expected + random_())):
+                # Events emitted so far: P(k) is proportional to (1 - end)**k.
+                emitted = 1 + int(math.log(1.0 - random_()) / log_continue)
+                last = ""
+                # Crawlers' pages do not depend on the previous one: one draw will do.
+                for _ in range(1 if bot else emitted):
+                    last = self._next_collection(last, bot)
+                    if last == "checkout_success":
+                        break
+                if last == "checkout_success":
+                    continue  # the session ended there: it is not open
+                if bot:
+                    # Density proportional to t on [MIN, MIN + SPAN], by inversion.
+                    low, high = BOT_THINK_MIN**2, (BOT_THINK_MIN + BOT_THINK_SPAN) ** 2
+                    think = math.sqrt(low + random_() * (high - low))
+                    session = self._new_crawl(self.now)
+                else:
+                    think = HUMAN_THINK_QUANTILES[weighted_index(rng, HUMAN_THINK_IN_PROGRESS)]
+                    session = self._new_visit(self.now)
+                self._resume(session, last)
+                opened.append((think * (1.0 - random_()), session))  # time left: (0, think]
+        start = float(clock())
+        self.start_time = self.now = self.next_arrival = start
+        self.heap = [(start + left, i, session) for i, (left, session) in enumerate(opened)]
+        heapq.heapify(self.heap)
+        self.sequence = len(opened)
+        self.open_sessions_at_start = len(opened)
+        return len(opened)
+
+    def _resume(self, session: Session, last: str) -> None:
+        """Put a session opened mid-way on a ``last`` page: the state its next event follows
+        on from (previous collection, product, and URL, the next referrer)."""
+        session.last = last
+        store = session.store
+        if last in PRODUCT_COLLECTIONS:
+            session.product = self.catalogue.pick(self.rng)
+            session.url = self._product_url(session, session.product)
+        elif last == "view_shopping_cart":
+            session.url = f"{store.host}/checkout/cart/"
+        elif last == "checkout":
+            session.url = f"{store.host}/checkout/"
+        elif last == "view_static_page":
+            session.url = f"{store.host}/{self._pick(STATIC_PAGES)}.html"
+        else:  # listings and their recommendations, landing pages, searches: a category
+            session.url = f"{store.host}/{self._pick(CATEGORY_PAGES)}/"
 
     def take(self, count: int) -> list[GeneratedEvent]:
         return [next(self) for _ in range(count)]
