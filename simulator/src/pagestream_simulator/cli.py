@@ -307,6 +307,8 @@ def config_from_args(
                 late_by_seconds=round(args.late_by),
             ),
             rate=rate,
+            # The simulated clock is the wall clock: hold events to it (see RunConfig.live).
+            live=bool(rate) and not simulating and args.replay is None,
             count=args.count,
             duration=args.duration,
             replay=(

@@ -9,11 +9,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -30,6 +30,13 @@ from pagestream_simulator.replay import ReplayConfig, ReplayTally, replay_record
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# Live runs sleep this long past an event's time before releasing it, so the events due in
+# that window go out together: one sleep per 5 ms rather than one per event, at the cost of
+# sending up to 5 ms late (never early).
+HOLD_SLACK_SECONDS = 0.005
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -38,6 +45,10 @@ class RunConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     # Records per second; 0 sends as fast as the producer takes them.
     rate: float = 0.0
+    # The simulated clock is the wall clock (generated traffic, paced, no --start-time):
+    # start with the sessions open that a site has in steady state, and send no event
+    # before its event time. Deliberate faults (late events, clock skew) keep their offsets.
+    live: bool = False
     # Stop after this many generated events (duplicates come on top), or after this long.
     count: int | None = None
     duration: float | None = None
@@ -58,6 +69,8 @@ class RunConfig:
             raise ValueError(f"count must be >= 0, got {self.count}")
         if self.duration is not None and self.duration <= 0:
             raise ValueError(f"duration must be positive, got {self.duration}")
+        if self.live and (self.replay is not None or not self.rate):
+            raise ValueError("live mode is for paced generated traffic (a rate, no --replay)")
         if self.replay is not None and self.faults.any:
             raise ValueError("fault injection does not apply to --replay (it sends lines as-is)")
         if self.create_topic_partitions is not None and self.create_topic_partitions < 1:
@@ -136,17 +149,39 @@ def generation_truth(tally: Tally, generator: EventGenerator) -> dict[str, Any]:
         "sessions_started": generator.sessions_started,
         "bot_sessions_started": generator.bot_sessions_started,
         "devices": generator.devices_created,
-        "simulated_time": {"start": generator.config.start_time, "end": generator.now},
+        "simulated_time": {"start": generator.start_time, "end": generator.now},
     }
+
+
+def hold_until_due(
+    events: Iterable[T],
+    due: Callable[[], float],
+    clock: Callable[[], float],
+    wait: Callable[[float], bool],
+    slack: float = HOLD_SLACK_SECONDS,
+) -> Iterator[T]:
+    """Pass each event on no earlier than its time: ``due()``, read once the event is drawn,
+    against ``clock()``. ``wait(seconds)`` sleeps and returns True when the run is stopping;
+    the event held then is dropped, never counted. Waits ``slack`` past the due time (see
+    HOLD_SLACK_SECONDS); a wait that returns early is resumed."""
+    for event in events:
+        at = due()
+        now = clock()
+        while now < at:
+            if wait(at - now + slack):
+                return
+            now = clock()
+        yield event
 
 
 class _Pacer:
     """Holds the send rate at ``rate`` records/s by sleeping between chunks of records."""
 
-    def __init__(self, rate: float, stop: threading.Event) -> None:
+    def __init__(self, rate: float, stop: threading.Event, since: float = 0.0) -> None:
+        """``since``: seconds already on the clock at the start (their records are due)."""
         self.rate = rate
         self.stop = stop
-        self.started = time.monotonic()
+        self.started = time.monotonic() - since
 
     def wait(self, sent: int) -> None:
         if self.rate:
@@ -224,6 +259,10 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
         else:
             generator = EventGenerator(config.generator)
             events: Iterator[Any] = generator
+            if config.live:
+                events = hold_until_due(
+                    generator, lambda: generator.now, time.time, stop.wait, HOLD_SLACK_SECONDS
+                )
             if config.count is not None:
                 events = itertools.islice(generator, config.count)
             injector = FaultInjector(config.faults, config.generator.seed, tally)
@@ -257,7 +296,15 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
 
         progress = _Progress(config.progress, config.count)
         cleanup.callback(progress.close)
-        pacer = _Pacer(config.rate, stop)
+        since = 0.0
+        if config.live:
+            assert generator is not None
+            _warm_start(generator, config.rate)
+            # The simulated clock runs from the end of the warm-up: count the rate from there
+            # too, or the events due in between would be a backlog that a cap equal to the
+            # generator's own rate never lets drain (every event that much late, for good).
+            since = max(0.0, time.time() - generator.start_time)
+        pacer = _Pacer(config.rate, stop, since)
         # Check the clock, the stop flag and the pacing every `chunk` records: often enough
         # for smooth pacing, rarely enough to cost nothing at full speed.
         chunk = max(1, min(2_000, int(config.rate / 200))) if config.rate else 2_000
@@ -325,6 +372,10 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
     else:
         assert generator is not None
         truth = generation_truth(tally, generator)
+        if config.live:
+            # Sessions already on the site at the start: their later events are in the
+            # counts above, their earlier ones were never sent.
+            truth["open_sessions_at_start"] = generator.open_sessions_at_start
         mode = "generate"
     result = RunResult(
         topic=settings.topic,
@@ -341,6 +392,45 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
     if config.manifest is not None:
         config.manifest.write_bytes(result.to_json() + b"\n")
     return result
+
+
+def _warm_start(generator: EventGenerator, rate: float) -> None:
+    """Live runs start with the visitors a site has in steady state, so the rate is even from
+    the first second (a cold generator would have to run its clock ahead of the wall clock
+    to keep up, see EventGenerator.warm_start); its clock starts now."""
+    started = time.process_time()
+    # ~30 long-lived objects per event/s and no cycles: the cycle collector would only rescan
+    # them (it costs more than building them); run() freezes them right after.
+    gc.disable()
+    try:
+        opened = generator.warm_start(time.time)
+        # Out of the collector's sight before it runs again: a full collection over them
+        # would take a few hundred ms, just as sending starts.
+        gc.freeze()
+    finally:
+        gc.enable()
+    sim_rate = generator.config.sim_rate
+    log.info(
+        "live: opened the sessions a site has in steady state; each event is sent at or "
+        "after its event time",
+        extra={
+            "open_sessions": opened,
+            "warm_up_cpu_s": round(time.process_time() - started, 3),
+            "sim_rate": sim_rate,
+        },
+    )
+    if sim_rate < rate:
+        log.warning(
+            "live: no event is sent before its time, so the rate is at most the simulated "
+            "traffic's (--sim-rate); raise it to reach --rate",
+            extra={"rate": rate, "sim_rate": sim_rate},
+        )
+    elif sim_rate > rate:
+        log.warning(
+            "live: the simulated traffic (--sim-rate) outpaces --rate; events fall ever "
+            "further behind their event time",
+            extra={"rate": rate, "sim_rate": sim_rate},
+        )
 
 
 def _warn_if_ahead(generator: EventGenerator) -> bool:
