@@ -249,6 +249,75 @@ def test_a_paced_run_for_a_duration_with_a_progress_bar(
     assert "simulate" in captured.err and captured.out == ""
 
 
+def consume_timestamps(kafka: Kafka, topic: str, expected: int) -> list[tuple[int, bytes]]:
+    """(Kafka record timestamp in ms, value) of up to ``expected`` records."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[tuple[int, bytes]] = []
+    try:
+        idle = 0
+        while len(out) < expected and idle < 10:
+            batch = consumer.consume(num_messages=5000, timeout=1.0)
+            idle = 0 if batch else idle + 1
+            for msg in batch:
+                assert msg.error() is None, msg.error()
+                out.append((msg.timestamp()[1], msg.value() or b""))
+    finally:
+        consumer.close()
+    return out
+
+
+def test_live_traffic_is_never_sent_before_its_event_time_and_is_even_from_the_start(
+    kafka: Kafka, tmp_path: Path
+) -> None:
+    topic = new_topic(kafka, partitions=3)
+    manifest = tmp_path / "m.json"
+    rate, seconds, late_by = 2000, 5, 600
+    status = main(
+        [
+            *("--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic),
+            *("--rate", str(rate), "--duration", f"{seconds}s", "--seed", "4"),
+            *("--late-rate", "0.02", "--late-by", f"{late_by}s", "--no-progress"),
+            *("--manifest", str(manifest), "--log-level", "WARNING"),
+        ]
+    )
+    assert status == 0
+    summary = json.loads(manifest.read_text())
+    truth = summary["ground_truth"]
+    assert summary["config"]["live"] is True and truth["open_sessions_at_start"] > 0
+    records = consume_timestamps(kafka, topic, summary["records_sent"])
+    assert len(records) == summary["delivered"] == summary["records_sent"]
+
+    # Late events are the one deliberate exception: sent now, stamped `late_by` earlier.
+    ahead: list[int] = []
+    late = 0
+    for timestamp_ms, value in records:
+        event = orjson.loads(value)
+        if int(event["id"][:8], 16) - event["time_stamp"] == late_by:
+            late += 1
+            continue
+        ahead.append(timestamp_ms - event["time_stamp"] * 1000)
+    assert late == truth["late_events"] > 0
+    # Never before the event's time; within a second of it (time stamps are whole seconds)
+    # and some slack for a busy machine.
+    assert min(ahead) >= 0, sorted(ahead)[:10]
+    assert max(ahead) <= 1500, sorted(ahead)[-10:]
+
+    # The rate holds from the first second: no slow start while the site fills with visitors.
+    first = min(t for t, _ in records)
+    per_second = Counter((t - first) // 1000 for t, _ in records)
+    counts = [per_second[s] for s in range(seconds)]
+    assert len(records) / seconds == pytest.approx(rate, rel=0.15), counts
+    assert all(c == pytest.approx(rate, rel=0.15) for c in counts), counts
+
+
 def test_undeliverable_records_make_the_exit_status_non_zero(tmp_path: Path) -> None:
     manifest = tmp_path / "m.json"
     nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
