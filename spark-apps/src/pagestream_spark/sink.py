@@ -6,8 +6,11 @@ transaction as the data, and skips a batch it finds there, so a replay writes no
 Event ids are deduplicated against ``event_ids`` (all valid events ever accepted), so producer
 retries, replays of the topic and a reset checkpoint never double count either.
 
-Rows arrive as one Arrow table per batch, are staged with COPY into temporary tables, and are
-spread over dimensions, facts, aggregates and accounting tables by set-based SQL.
+Rows arrive as one Arrow table per batch. Only the event ids go through a staging table (the
+all-history dedup has to happen in PostgreSQL); which events are new, their kind, the distinct
+dimension rows, the rollups and the visitor days are computed here in Arrow, and facts are
+COPYed straight into their tables. PostgreSQL's single backend was the bottleneck when every
+column was staged and spread by SQL (measured in bench/job_throughput.py).
 """
 
 from __future__ import annotations
@@ -135,13 +138,6 @@ class BatchOutcome:
         return self.page_views + self.other_events
 
 
-def _csv(table: pa.Table) -> io.BytesIO:
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-    buf.seek(0)
-    return buf
-
-
 @dataclass
 class PostgresSink:
     conn: PgConnection
@@ -168,7 +164,7 @@ class PostgresSink:
         with self.conn, self.conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
             cur.execute("SET LOCAL TimeZone TO 'UTC'")
-            # A batch's hash joins and aggregates fit in memory instead of spilling to disk.
+            # The anti-join of a batch's ids fits in memory instead of spilling to disk.
             cur.execute("SET LOCAL work_mem TO '256MB'")
             # Serialises two writers of one query and makes the replay check race-free.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.query_id,))
@@ -179,26 +175,29 @@ class PostgresSink:
             if cur.fetchone() is not None:
                 log.info("batch %d was committed before; skipping its replay", batch_id)
                 return None
-            cur.execute(_stage_table("stage_events", EVENT_STAGE_COLUMNS))
-            cur.copy_expert("COPY stage_events FROM STDIN WITH (FORMAT csv)", _csv(events))
-            cur.execute(_stage_table("stage_dead", DEAD_STAGE_COLUMNS))
-            cur.copy_expert("COPY stage_dead FROM STDIN WITH (FORMAT csv)", _csv(dead))
-            cur.execute(_stage_table("stage_batch_duplicates", BATCH_DUPLICATE_COLUMNS))
-            cur.copy_expert(
-                "COPY stage_batch_duplicates FROM STDIN WITH (FORMAT csv)", _csv(batch_duplicates)
-            )
-            cur.execute(_UPSERT_DIMENSIONS)
-            cur.execute(_SELECT_FRESH, {"bot_filtering": self.bot_filtering})
-            for statement in _WRITE_FACTS:
-                cur.execute(statement, {"batch_id": batch_id})
-            cur.execute(_COUNTS)
-            page_views, other_events, bots, max_epoch = cur.fetchone()
-            cur.execute("SELECT reason, count(*) FROM stage_dead GROUP BY reason")
-            dead_by_reason = dict(cur.fetchall())
-            cur.execute(_WRITE_DEAD_LETTERS, {"batch_id": batch_id})
-            cur.execute(_WRITE_DUPLICATES, {"batch_id": batch_id})
-            duplicates = cur.rowcount
+            # Only the ids travel through a staging table: the all-history dedup has to happen
+            # in PostgreSQL, everything after it is decided here in Arrow and COPYed straight
+            # into its table (staging every column cost more than the inserts themselves).
+            seen_before = _register_event_ids(cur, events)
+            fresh = events.filter(pc.invert(pc.is_in(_row_numbers(events), value_set=seen_before)))
+            kind = _kinds(fresh, self.bot_filtering)
+            page_views = fresh.filter(pc.equal(kind, "page_view"))
+            others = fresh.filter(pc.equal(kind, "other"))
+            bots = fresh.filter(pc.equal(kind, "bot"))
+            for dimension in _DIMENSIONS:
+                _upsert_dimension(cur, dimension, fresh)
+            _copy(cur, "fact_page_views", _fact_page_view_rows(page_views, batch_id))
+            _copy(cur, "fact_other_events", _fact_other_event_rows(others, batch_id))
+            _copy(cur, "bot_events", _bot_event_rows(bots, batch_id))
+            _upsert_page_view_rollups(cur, page_views)
+            _upsert_visitor_days(cur, page_views)
+            _insert_ignoring_known(cur, "dead_letters", _dead_letter_rows(dead, batch_id))
+            dead_by_reason = _dead_letters_by_reason(dead)
+            duplicate_rows = _duplicate_rows(events.take(seen_before), batch_duplicates, batch_id)
+            _insert_ignoring_known(cur, "duplicate_records", duplicate_rows)
+            duplicates = duplicate_rows.num_rows
             consumed = rows.num_rows
+            max_epoch = pc.max(fresh.column("event_epoch")).as_py()
             cur.execute(
                 "INSERT INTO batch_commits (query_id, batch_id, consumed, page_views, other_events,"
                 " duplicates, dead_lettered, bots, max_event_time)"
@@ -207,11 +206,11 @@ class PostgresSink:
                     self.query_id,
                     batch_id,
                     consumed,
-                    page_views,
-                    other_events,
+                    page_views.num_rows,
+                    others.num_rows,
                     duplicates,
-                    sum(dead_by_reason.values()),
-                    bots,
+                    dead.num_rows,
+                    bots.num_rows,
                     max_epoch,
                 ),
             )
@@ -219,13 +218,13 @@ class PostgresSink:
         return BatchOutcome(
             batch_id=batch_id,
             consumed=consumed,
-            page_views=page_views,
-            other_events=other_events,
+            page_views=page_views.num_rows,
+            other_events=others.num_rows,
             duplicates=duplicates,
             dead_letters_by_reason=dead_by_reason,
-            bots=bots,
+            bots=bots.num_rows,
             committed_at=committed_at,
-            stored_page_view_epochs=_page_view_epochs(events),
+            stored_page_view_epochs=page_views.column("event_epoch").combine_chunks(),
         )
 
 
@@ -251,9 +250,195 @@ def split_first_occurrences(events: pa.Table) -> tuple[pa.Table, pa.Table]:
     return events.filter(is_first), later
 
 
-def _page_view_epochs(events: pa.Table) -> pa.Array:
-    page_views = events.filter(pc.equal(events.column("collection"), PAGE_VIEW))
-    return page_views.column("event_epoch").combine_chunks()
+def _row_numbers(table: pa.Table) -> pa.Array:
+    return pa.array(range(table.num_rows), type=pa.int64())
+
+
+def _kinds(fresh: pa.Table, bot_filtering: bool) -> pa.Array:
+    """'bot' (when filtering), 'page_view' or 'other' for each accepted event."""
+    is_page_view = pc.equal(fresh.column("collection"), PAGE_VIEW)
+    by_collection = pc.if_else(is_page_view, "page_view", "other")
+    if not bot_filtering:
+        return by_collection
+    return pc.if_else(pc.fill_null(fresh.column("is_bot"), False), "bot", by_collection)
+
+
+def _csv(table: pa.Table) -> io.BytesIO:
+    buf = io.BytesIO()
+    # Empty record batches are skipped: pyarrow 26's CSV writer emits 8 KiB of NUL bytes for
+    # one (seen after concat_tables with an empty table), which PostgreSQL rightly refuses.
+    with pacsv.CSVWriter(buf, table.schema, write_options=_NO_HEADER) as writer:
+        for batch in table.to_batches():
+            if batch.num_rows:
+                writer.write_batch(batch)
+    buf.seek(0)
+    return buf
+
+
+_NO_HEADER = pacsv.WriteOptions(include_header=False)
+
+
+def _copy(cur, table: str, rows: pa.Table) -> None:  # type: ignore[no-untyped-def]
+    """COPY ``rows`` into ``table``, matching columns by name."""
+    if rows.num_rows == 0:
+        return
+    columns = sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+        sql.Identifier(table), columns
+    )
+    cur.copy_expert(statement.as_string(cur), _csv(rows))
+
+
+def _insert_ignoring_known(cur, table: str, rows: pa.Table) -> None:  # type: ignore[no-untyped-def]
+    """Insert rows keyed by their Kafka coordinates, skipping coordinates already recorded
+    (a topic re-read under a new checkpoint meets its dead letters and duplicates again)."""
+    if rows.num_rows == 0:
+        return
+    stage = f"stage_{table}"
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+            sql.Identifier(stage), sql.Identifier(table)
+        )
+    )
+    _copy(cur, stage, rows)
+    cur.execute(
+        sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
+            sql.Identifier(table), sql.Identifier(stage)
+        )
+    )
+
+
+def _timestamps(epoch_seconds: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pc.cast(epoch_seconds, pa.timestamp("s", tz="UTC"))
+
+
+def _constant(value: int, length: int) -> pa.Array:
+    return pa.array([value] * length, type=pa.int64())
+
+
+def _register_event_ids(cur, events: pa.Table) -> pa.Array:  # type: ignore[no-untyped-def]
+    """Insert the batch's (already batch-unique) event ids into ``event_ids``; return the row
+    numbers of those an earlier batch had accepted."""
+    if events.num_rows == 0:
+        return pa.array([], type=pa.int64())
+    ids = pa.table(
+        {
+            "seq": _row_numbers(events),
+            "event_id": events.column("event_id"),
+            "event_time": _timestamps(events.column("event_epoch")),
+        }
+    )
+    cur.execute(
+        'CREATE TEMP TABLE stage_ids (seq bigint, event_id text COLLATE "C", event_time timestamptz)'
+        " ON COMMIT DROP"
+    )
+    _copy(cur, "stage_ids", ids)
+    cur.execute(_REGISTER_EVENT_IDS)
+    return pa.array(sorted(seq for (seq,) in cur.fetchall()), type=pa.int64())
+
+
+_REGISTER_EVENT_IDS = """
+WITH accepted AS (
+    INSERT INTO event_ids (event_id, event_time)
+    SELECT event_id, event_time FROM stage_ids
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT s.seq FROM stage_ids s WHERE NOT EXISTS (SELECT 1 FROM accepted a WHERE a.event_id = s.event_id)
+"""
+
+
+@dataclass(frozen=True)
+class _Dimension:
+    table: str
+    # Staged columns (named as in the event rows); the first is the key.
+    columns: tuple[str, ...]
+    # INSERT ... SELECT from the staging table "stage" (distinct rows of `columns`).
+    insert: str
+    only_where_present: str | None = None
+
+
+# ON CONFLICT DO NOTHING: a key is a hash of the natural key, so an existing row already holds
+# the same values. NULLs become '' where the dimension's natural key says NOT NULL DEFAULT ''.
+_DIMENSIONS = (
+    _Dimension(
+        "dim_date",
+        ("date_key",),
+        """INSERT INTO dim_date (date_key, full_date, year, quarter, month, day_of_month, day_of_week, iso_week, is_weekend)
+SELECT date_key, d, extract(year FROM d), extract(quarter FROM d), extract(month FROM d),
+       extract(day FROM d), extract(isodow FROM d), extract(week FROM d), extract(isodow FROM d) >= 6
+FROM (SELECT date_key, to_date(date_key::text, 'YYYYMMDD') AS d FROM stage) s
+ON CONFLICT DO NOTHING""",
+    ),
+    _Dimension(
+        "dim_product",
+        ("product_key", "product_id"),
+        """INSERT INTO dim_product (product_key, product_id)
+SELECT product_key, product_id FROM stage ON CONFLICT DO NOTHING""",
+        only_where_present="product_id",
+    ),
+    _Dimension(
+        "dim_store",
+        ("store_key", "store_id"),
+        """INSERT INTO dim_store (store_key, store_id)
+SELECT store_key, store_id FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    _Dimension(
+        "dim_location",
+        ("location_key", "country_code", "country_name", "region", "city"),
+        """INSERT INTO dim_location (location_key, country_code, country_name, region, city)
+SELECT DISTINCT ON (location_key) location_key, country_code, country_name,
+       coalesce(region, ''), coalesce(city, '')
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    _Dimension(
+        "dim_user_agent",
+        (
+            "user_agent_key",
+            "browser",
+            "browser_version",
+            "os",
+            "os_version",
+            "device_class",
+            "is_bot",
+        ),
+        """INSERT INTO dim_user_agent (user_agent_key, browser, browser_version, os, os_version, device_class, is_bot)
+SELECT DISTINCT ON (user_agent_key) user_agent_key, browser, coalesce(browser_version, ''), os,
+       coalesce(os_version, ''), device_class, is_bot
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    _Dimension(
+        "dim_referrer",
+        ("referrer_key", "referrer_domain", "referrer_medium"),
+        """INSERT INTO dim_referrer (referrer_key, domain, medium)
+SELECT DISTINCT ON (referrer_key) referrer_key, coalesce(referrer_domain, ''), referrer_medium
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    _Dimension(
+        "dim_campaign",
+        ("campaign_key", "utm_source_n", "utm_medium_n", "utm_campaign", "utm_term", "utm_content"),
+        """INSERT INTO dim_campaign (campaign_key, source, medium, name, term, content)
+SELECT DISTINCT ON (campaign_key) campaign_key, coalesce(utm_source_n, ''), coalesce(utm_medium_n, ''),
+       coalesce(utm_campaign, ''), coalesce(utm_term, ''), coalesce(utm_content, '')
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+)
+
+
+def _upsert_dimension(cur, dimension: _Dimension, fresh: pa.Table) -> None:  # type: ignore[no-untyped-def]
+    """The batch's distinct dimension rows, found in Arrow, staged, inserted if new."""
+    rows = fresh.select(list(dimension.columns))
+    if dimension.only_where_present:
+        rows = rows.filter(pc.is_valid(rows.column(dimension.only_where_present)))
+    if rows.num_rows == 0:
+        return
+    distinct = rows.group_by(list(dimension.columns), use_threads=False).aggregate([])
+    cur.execute("DROP TABLE IF EXISTS stage")
+    cur.execute(
+        _stage_table("stage", tuple((c, _EVENT_COLUMN_TYPES[c]) for c in dimension.columns))
+    )
+    _copy(cur, "stage", distinct)
+    cur.execute(dimension.insert)
 
 
 def _stage_table(name: str, columns: tuple[tuple[str, str], ...]) -> sql.Composed:
@@ -263,141 +448,195 @@ def _stage_table(name: str, columns: tuple[tuple[str, str], ...]) -> sql.Compose
     return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(name), cols)
 
 
-# Dimensions first, so fact rows always find their keys. ON CONFLICT DO NOTHING: a key is a
-# hash of the natural key, so an existing row already holds the same values.
-_UPSERT_DIMENSIONS = """
-INSERT INTO dim_date (date_key, full_date, year, quarter, month, day_of_month, day_of_week, iso_week, is_weekend)
-SELECT DISTINCT date_key, d, extract(year FROM d), extract(quarter FROM d), extract(month FROM d),
-       extract(day FROM d), extract(isodow FROM d), extract(week FROM d), extract(isodow FROM d) >= 6
-FROM (SELECT DISTINCT date_key, to_date(date_key::text, 'YYYYMMDD') AS d FROM stage_events) s
-ON CONFLICT DO NOTHING;
+_EVENT_COLUMN_TYPES = dict(EVENT_STAGE_COLUMNS)
 
-INSERT INTO dim_product (product_key, product_id)
-SELECT DISTINCT product_key, product_id FROM stage_events WHERE product_id IS NOT NULL
-ON CONFLICT DO NOTHING;
 
-INSERT INTO dim_store (store_key, store_id)
-SELECT DISTINCT store_key, store_id FROM stage_events
-ON CONFLICT DO NOTHING;
-
-INSERT INTO dim_location (location_key, country_code, country_name, region, city)
-SELECT DISTINCT ON (location_key) location_key, country_code, country_name,
-       coalesce(region, ''), coalesce(city, '')
-FROM stage_events
-ON CONFLICT DO NOTHING;
-
-INSERT INTO dim_user_agent (user_agent_key, browser, browser_version, os, os_version, device_class, is_bot)
-SELECT DISTINCT ON (user_agent_key) user_agent_key, browser, coalesce(browser_version, ''), os,
-       coalesce(os_version, ''), device_class, is_bot
-FROM stage_events
-ON CONFLICT DO NOTHING;
-
-INSERT INTO dim_referrer (referrer_key, domain, medium)
-SELECT DISTINCT ON (referrer_key) referrer_key, coalesce(referrer_domain, ''), referrer_medium
-FROM stage_events
-ON CONFLICT DO NOTHING;
-
-INSERT INTO dim_campaign (campaign_key, source, medium, name, term, content)
-SELECT DISTINCT ON (campaign_key) campaign_key, coalesce(utm_source_n, ''), coalesce(utm_medium_n, ''),
-       coalesce(utm_campaign, ''), coalesce(utm_term, ''), coalesce(utm_content, '')
-FROM stage_events
-ON CONFLICT DO NOTHING;
-"""
-
-# Staged events are already unique within the batch (split_first_occurrences); those no
-# earlier batch accepted are registered in event_ids and selected in one statement.
-_SELECT_FRESH = """
-CREATE TEMP TABLE fresh ON COMMIT DROP AS
-WITH accepted AS (
-    INSERT INTO event_ids (event_id, event_time)
-    SELECT event_id, to_timestamp(event_epoch) FROM stage_events
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
-)
-SELECT s.*, to_timestamp(s.event_epoch) AS event_time,
-       CASE WHEN s.is_bot AND %(bot_filtering)s THEN 'bot'
-            WHEN s.collection = 'view_product_detail' THEN 'page_view'
-            ELSE 'other' END AS kind
-FROM stage_events s JOIN accepted a USING (event_id);
-"""
-
-# One statement each, so a slow one shows in a profile.
-_WRITE_FACTS = (
-    """
-INSERT INTO fact_page_views (event_id, event_time, date_key, time_key, product_key, store_key,
-    location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id, user_id_db,
-    email_hash, ip_anonymized, page_path, kafka_partition, kafka_offset, batch_id)
-SELECT event_id, event_time, date_key, time_key, product_key, store_key, location_key,
-       user_agent_key, referrer_key, campaign_key, device_id, visitor_id, nullif(user_id_db, ''),
-       email_hash, ip_anonymized, coalesce(page_path, ''), kafka_partition, kafka_offset, %(batch_id)s
-FROM fresh WHERE kind = 'page_view'
-""",
-    """
-INSERT INTO fact_other_events (event_id, collection, event_time, date_key, time_key, product_key,
-    store_key, location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id,
-    kafka_partition, kafka_offset, batch_id)
-SELECT event_id, collection, event_time, date_key, time_key, product_key, store_key,
-       location_key, user_agent_key, referrer_key, campaign_key, device_id, visitor_id,
-       kafka_partition, kafka_offset, %(batch_id)s
-FROM fresh WHERE kind = 'other'
-""",
-    """
-INSERT INTO bot_events (event_id, collection, event_time, user_agent_key, store_key,
-    kafka_partition, kafka_offset, batch_id)
-SELECT event_id, collection, event_time, user_agent_key, store_key, kafka_partition, kafka_offset,
-       %(batch_id)s
-FROM fresh WHERE kind = 'bot'
-""",
-    """
--- Rollups from exactly the page views inserted above: aggregates equal the facts by construction.
--- One hash aggregate per dimension at minute grain; hours are summed from the minutes.
-INSERT INTO agg_page_views AS a (grain, bucket, dimension, value, views)
-WITH pv AS MATERIALIZED (
-    SELECT date_trunc('minute', event_time) AS bucket, product_id, store_id, country_code,
-           referrer_medium, browser || ' / ' || os AS browser_os
-    FROM fresh WHERE kind = 'page_view'
-), minute AS (
-    SELECT bucket, 'total' AS dimension, '' AS value, count(*) AS views FROM pv GROUP BY 1
-    UNION ALL SELECT bucket, 'product', product_id, count(*) FROM pv GROUP BY 1, 3
-    UNION ALL SELECT bucket, 'store', store_id, count(*) FROM pv GROUP BY 1, 3
-    UNION ALL SELECT bucket, 'country', country_code, count(*) FROM pv GROUP BY 1, 3
-    UNION ALL SELECT bucket, 'referrer_medium', referrer_medium, count(*) FROM pv GROUP BY 1, 3
-    UNION ALL SELECT bucket, 'browser_os', browser_os, count(*) FROM pv GROUP BY 1, 3
-)
-SELECT 'minute', bucket, dimension, value, views FROM minute
-UNION ALL
-SELECT 'hour', date_trunc('hour', bucket), dimension, value, sum(views) FROM minute GROUP BY 2, 3, 4
-ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = a.views + EXCLUDED.views
-""",
-    """
-INSERT INTO visitor_days (day, device_key)
-SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date, device_key FROM fresh WHERE kind = 'page_view'
-ON CONFLICT DO NOTHING
-""",
+_FACT_KEYS = (
+    "date_key",
+    "time_key",
+    "product_key",
+    "store_key",
+    "location_key",
+    "user_agent_key",
+    "referrer_key",
+    "campaign_key",
 )
 
-_COUNTS = """
-SELECT count(*) FILTER (WHERE kind = 'page_view'), count(*) FILTER (WHERE kind = 'other'),
-       count(*) FILTER (WHERE kind = 'bot'), max(event_epoch)
-FROM fresh
-"""
 
-_WRITE_DEAD_LETTERS = """
-INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, reason,
-    detail, payload, batch_id)
-SELECT kafka_topic, kafka_partition, kafka_offset, to_timestamp(kafka_timestamp_ms / 1000.0),
-       reason, detail, payload_hex::bytea, %(batch_id)s
-FROM stage_dead
-"""
+def _fact_page_view_rows(page_views: pa.Table, batch_id: int) -> pa.Table:
+    user_id = page_views.column("user_id_db")
+    return pa.table(
+        {
+            "event_id": page_views.column("event_id"),
+            "event_time": _timestamps(page_views.column("event_epoch")),
+            **{c: page_views.column(c) for c in _FACT_KEYS},
+            "device_id": page_views.column("device_id"),
+            "visitor_id": page_views.column("visitor_id"),
+            "user_id_db": pc.if_else(pc.equal(user_id, ""), None, user_id),
+            "email_hash": page_views.column("email_hash"),
+            "ip_anonymized": page_views.column("ip_anonymized"),
+            "page_path": pc.fill_null(page_views.column("page_path"), ""),
+            "kafka_partition": page_views.column("kafka_partition"),
+            "kafka_offset": page_views.column("kafka_offset"),
+            "batch_id": _constant(batch_id, page_views.num_rows),
+        }
+    )
 
-# Duplicates: staged events an earlier batch had accepted, and the later occurrences of an id
-# within this batch. The statement's row count is the batch's duplicates.
-_WRITE_DUPLICATES = """
-INSERT INTO duplicate_records (kafka_topic, kafka_partition, kafka_offset, event_id, batch_id)
-SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.event_id, %(batch_id)s
-FROM stage_events s
-WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.event_id = s.event_id)
-UNION ALL
-SELECT kafka_topic, kafka_partition, kafka_offset, event_id, %(batch_id)s
-FROM stage_batch_duplicates
-"""
+
+def _fact_other_event_rows(others: pa.Table, batch_id: int) -> pa.Table:
+    return pa.table(
+        {
+            "event_id": others.column("event_id"),
+            "collection": others.column("collection"),
+            "event_time": _timestamps(others.column("event_epoch")),
+            **{c: others.column(c) for c in _FACT_KEYS},
+            "device_id": others.column("device_id"),
+            "visitor_id": others.column("visitor_id"),
+            "kafka_partition": others.column("kafka_partition"),
+            "kafka_offset": others.column("kafka_offset"),
+            "batch_id": _constant(batch_id, others.num_rows),
+        }
+    )
+
+
+def _bot_event_rows(bots: pa.Table, batch_id: int) -> pa.Table:
+    return pa.table(
+        {
+            "event_id": bots.column("event_id"),
+            "collection": bots.column("collection"),
+            "event_time": _timestamps(bots.column("event_epoch")),
+            "user_agent_key": bots.column("user_agent_key"),
+            "store_key": bots.column("store_key"),
+            "kafka_partition": bots.column("kafka_partition"),
+            "kafka_offset": bots.column("kafka_offset"),
+            "batch_id": _constant(batch_id, bots.num_rows),
+        }
+    )
+
+
+def _dead_letter_rows(dead: pa.Table, batch_id: int) -> pa.Table:
+    return pa.table(
+        {
+            "kafka_topic": dead.column("kafka_topic"),
+            "kafka_partition": dead.column("kafka_partition"),
+            "kafka_offset": dead.column("kafka_offset"),
+            "kafka_timestamp": pc.cast(
+                dead.column("kafka_timestamp_ms"), pa.timestamp("ms", tz="UTC")
+            ),
+            "reason": dead.column("dead_letter_reason"),
+            "detail": dead.column("dead_letter_detail"),
+            "payload": dead.column("payload_hex"),
+            "batch_id": _constant(batch_id, dead.num_rows),
+        }
+    )
+
+
+def _dead_letters_by_reason(dead: pa.Table) -> dict[str, int]:
+    counts = dead.group_by("dead_letter_reason", use_threads=False).aggregate(
+        [("dead_letter_reason", "count")]
+    )
+    return dict(
+        zip(
+            counts.column("dead_letter_reason").to_pylist(),
+            counts.column("dead_letter_reason_count").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _duplicate_rows(seen_before: pa.Table, later_in_batch: pa.Table, batch_id: int) -> pa.Table:
+    """Records whose event an earlier batch accepted, then later copies within this batch."""
+    columns = [c for c, _ in BATCH_DUPLICATE_COLUMNS]
+    both = pa.concat_tables([seen_before.select(columns), later_in_batch.select(columns)])
+    return both.append_column("batch_id", _constant(batch_id, both.num_rows))
+
+
+# agg_page_views dimensions: the event column each page view is counted under.
+_ROLLUP_COLUMNS = {
+    "product": "product_id",
+    "store": "store_id",
+    "country": "country_code",
+    "referrer_medium": "referrer_medium",
+}
+
+
+def _rollup_values(page_views: pa.Table, dimension: str) -> pa.Array | pa.ChunkedArray:
+    if dimension == "total":
+        return pa.array([""] * page_views.num_rows, type=pa.string())
+    if dimension == "browser_os":
+        return pc.binary_join_element_wise(
+            page_views.column("browser"), page_views.column("os"), " / "
+        )
+    return page_views.column(_ROLLUP_COLUMNS[dimension])
+
+
+def page_view_rollups(page_views: pa.Table) -> pa.Table:
+    """agg_page_views rows for exactly these page views: counts per UTC minute and per UTC
+    hour for each dimension value. Computed from the rows being inserted, so the rollups equal
+    the facts by construction, late events included."""
+    minute = pc.multiply(pc.divide(page_views.column("event_epoch"), 60), 60)
+    per_minute = []
+    for dimension in ("total", *_ROLLUP_COLUMNS, "browser_os"):
+        counted = (
+            pa.table({"bucket": minute, "value": _rollup_values(page_views, dimension)})
+            .group_by(["bucket", "value"], use_threads=False)
+            .aggregate([("bucket", "count")])
+        )
+        per_minute.append(
+            pa.table(
+                {
+                    "dimension": pa.array([dimension] * counted.num_rows, pa.string()),
+                    "bucket": counted.column("bucket"),
+                    "value": counted.column("value"),
+                    "views": counted.column("bucket_count"),
+                }
+            )
+        )
+    minutes = pa.concat_tables(per_minute)
+    hours = (
+        minutes.set_column(
+            1, "bucket", pc.multiply(pc.divide(minutes.column("bucket"), 3600), 3600)
+        )
+        .group_by(["dimension", "bucket", "value"], use_threads=False)
+        .aggregate([("views", "sum")])
+        .rename_columns(["dimension", "bucket", "value", "views"])
+    )
+    return pa.concat_tables(
+        pa.table(
+            {
+                "grain": pa.array([grain] * table.num_rows, pa.string()),
+                "bucket": _timestamps(table.column("bucket")),
+                "dimension": table.column("dimension"),
+                "value": table.column("value"),
+                "views": table.column("views"),
+            }
+        )
+        for grain, table in (("minute", minutes), ("hour", hours))
+    )
+
+
+def _upsert_page_view_rollups(cur, page_views: pa.Table) -> None:  # type: ignore[no-untyped-def]
+    if page_views.num_rows == 0:
+        return
+    cur.execute("CREATE TEMP TABLE stage_agg (LIKE agg_page_views) ON COMMIT DROP")
+    _copy(cur, "stage_agg", page_view_rollups(page_views))
+    # One row per key in the batch, so no row is updated twice by one statement.
+    cur.execute(
+        "INSERT INTO agg_page_views AS a SELECT * FROM stage_agg"
+        " ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = a.views + EXCLUDED.views"
+    )
+
+
+def _upsert_visitor_days(cur, page_views: pa.Table) -> None:  # type: ignore[no-untyped-def]
+    """One row per (UTC day, device) with a human page view."""
+    if page_views.num_rows == 0:
+        return
+    days = pc.cast(pc.divide(page_views.column("event_epoch"), 86_400), pa.int32())
+    distinct = (
+        pa.table({"day": days.cast(pa.date32()), "device_key": page_views.column("device_key")})
+        .group_by(["day", "device_key"], use_threads=False)
+        .aggregate([])
+    )
+    cur.execute("CREATE TEMP TABLE stage_visitor_days (LIKE visitor_days) ON COMMIT DROP")
+    _copy(cur, "stage_visitor_days", distinct)
+    cur.execute("INSERT INTO visitor_days SELECT * FROM stage_visitor_days ON CONFLICT DO NOTHING")
