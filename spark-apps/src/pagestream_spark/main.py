@@ -23,9 +23,9 @@ from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets
 from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
 from pagestream_spark.migrate import migrate
-from pagestream_spark.sink import PostgresSink, sink_rows
+from pagestream_spark.sink import PostgresSink
 from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
-from pagestream_spark.transform import prepare_batch
+from pagestream_spark.transform import prepare_batch, unpack_sink_rows, warm_up_python_workers
 
 log = logging.getLogger("pagestream_spark")
 
@@ -129,6 +129,7 @@ class StreamingJob:
             .getOrCreate()
         )
         self.metrics.serve(cfg.metrics_port)
+        warm_up_python_workers(spark)
         sink = PostgresSink(conn, cfg.postgres_schema, query_id="", bot_filtering=cfg.bot_filtering)
         pii_key = self.secrets.pii_hash_key.encode()
 
@@ -144,7 +145,7 @@ class StreamingJob:
             prepared = prepare_batch(
                 batch_df, pii_key=pii_key, anonymize_ip=cfg.anonymize_ip, hash_email=cfg.hash_email
             )
-            rows = sink_rows(prepared).toArrow()
+            rows = unpack_sink_rows(prepared.toArrow())
             prepared_at = time.monotonic()
             outcome = sink.commit_batch(batch_id, rows)
             if outcome is None:
@@ -163,6 +164,7 @@ class StreamingJob:
                     "bots": outcome.bots,
                     "seconds": round(time.monotonic() - started, 3),
                     "prepare_seconds": round(prepared_at - started, 3),
+                    "commit_steps": outcome.step_seconds,
                 },
             )
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from pagestream_common.contract import PAGE_VIEW
 
@@ -74,18 +72,7 @@ EVENT_STAGE_COLUMNS = (
     ("ip_anonymized", "text"),
     ("page_path", "text"),
 )
-DEAD_STAGE_COLUMNS = (
-    ("kafka_topic", "text"),
-    ("kafka_partition", "integer"),
-    ("kafka_offset", "bigint"),
-    ("kafka_timestamp_ms", "bigint"),
-    ("reason", "text"),
-    ("detail", "text"),
-    ("payload_hex", "text"),
-)
-
-
-# Arrow columns copied, in order, into stage_dead (whose columns are DEAD_STAGE_COLUMNS).
+# Columns a dead letter is written from (the rest of a row is null for one).
 _DEAD_SOURCE_COLUMNS = [
     "kafka_topic",
     "kafka_partition",
@@ -95,23 +82,6 @@ _DEAD_SOURCE_COLUMNS = [
     "dead_letter_detail",
     "payload_hex",
 ]
-
-
-def sink_rows(prepared: DataFrame) -> DataFrame:
-    """The columns the sink stages, named as in its staging tables, for both kinds of row;
-    ``dead_letter_reason`` tells them apart. The payload goes as bytea hex text for COPY."""
-    renamed = {"topic": "kafka_topic", "partition": "kafka_partition", "offset": "kafka_offset"}
-    select = [F.col(src).alias(dst) for src, dst in renamed.items()]
-    select += [F.col(name) for name, _ in EVENT_STAGE_COLUMNS[3:]]
-    select += [
-        (F.unix_millis(F.col("kafka_timestamp"))).alias("kafka_timestamp_ms"),
-        F.col("dead_letter_reason"),
-        F.col("dead_letter_detail"),
-        F.when(
-            F.col("payload").isNotNull(), F.concat(F.lit("\\x"), F.lower(F.hex("payload")))
-        ).alias("payload_hex"),
-    ]
-    return prepared.select(*select)
 
 
 @dataclass(frozen=True)
@@ -128,6 +98,8 @@ class BatchOutcome:
     committed_at: float
     # Event times (epoch seconds) of the page views stored, for the freshness histogram.
     stored_page_view_epochs: pa.Array | None = None
+    # Where the commit's time went, by step (logged with the batch).
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def dead_lettered(self) -> int:
@@ -157,6 +129,7 @@ class PostgresSink:
 
     def commit_batch(self, batch_id: int, rows: pa.Table) -> BatchOutcome | None:
         """Write one batch in one transaction; None if this batch was committed before."""
+        laps = _Laps()
         is_dead = pc.is_valid(rows.column("dead_letter_reason"))
         all_events = rows.filter(pc.invert(is_dead)).select([c for c, _ in EVENT_STAGE_COLUMNS])
         events, batch_duplicates = split_first_occurrences(all_events)
@@ -178,7 +151,9 @@ class PostgresSink:
             # Only the ids travel through a staging table: the all-history dedup has to happen
             # in PostgreSQL, everything after it is decided here in Arrow and COPYed straight
             # into its table (staging every column cost more than the inserts themselves).
+            laps.lap("split")
             seen_before = _register_event_ids(cur, events)
+            laps.lap("event_ids")
             fresh = events.filter(pc.invert(pc.is_in(_row_numbers(events), value_set=seen_before)))
             kind = _kinds(fresh, self.bot_filtering)
             page_views = fresh.filter(pc.equal(kind, "page_view"))
@@ -186,11 +161,14 @@ class PostgresSink:
             bots = fresh.filter(pc.equal(kind, "bot"))
             for dimension in _DIMENSIONS:
                 _upsert_dimension(cur, dimension, fresh)
+            laps.lap("dimensions")
             _copy(cur, "fact_page_views", _fact_page_view_rows(page_views, batch_id))
             _copy(cur, "fact_other_events", _fact_other_event_rows(others, batch_id))
             _copy(cur, "bot_events", _bot_event_rows(bots, batch_id))
+            laps.lap("facts")
             _upsert_page_view_rollups(cur, page_views)
             _upsert_visitor_days(cur, page_views)
+            laps.lap("rollups")
             _insert_ignoring_known(cur, "dead_letters", _dead_letter_rows(dead, batch_id))
             dead_by_reason = _dead_letters_by_reason(dead)
             duplicate_rows = _duplicate_rows(events.take(seen_before), batch_duplicates, batch_id)
@@ -214,6 +192,8 @@ class PostgresSink:
                     max_epoch,
                 ),
             )
+            laps.lap("accounting")
+        laps.lap("commit")
         committed_at = time.time()
         return BatchOutcome(
             batch_id=batch_id,
@@ -225,6 +205,7 @@ class PostgresSink:
             bots=bots.num_rows,
             committed_at=committed_at,
             stored_page_view_epochs=page_views.column("event_epoch").combine_chunks(),
+            step_seconds=laps.seconds,
         )
 
 
@@ -248,6 +229,19 @@ def split_first_occurrences(events: pa.Table) -> tuple[pa.Table, pa.Table]:
     is_first = pc.is_in(seq, value_set=firsts.column("_seq_min"))
     later = events.filter(pc.invert(is_first)).select([c for c, _ in BATCH_DUPLICATE_COLUMNS])
     return events.filter(is_first), later
+
+
+class _Laps:
+    """Seconds spent in each step of a commit, for the batch's log line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds[step] = round(now - self._last, 3)
+        self._last = now
 
 
 def _row_numbers(table: pa.Table) -> pa.Array:
