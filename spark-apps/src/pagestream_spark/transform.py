@@ -385,8 +385,13 @@ def prepare_batch(
         anonymize_ip=anonymize_ip,
         hash_email=hash_email,
     )
-    return raw.select("value", *KAFKA_COLUMNS).mapInArrow(
-        body, schema=StructType([StructField(PACKED_COLUMN, BinaryType())])
+    # One task per core, not per Kafka partition: a task's fixed cost (a Python worker round
+    # trip) is most of a small batch's time, and a large batch keeps every core busy either way.
+    cores = raw.sparkSession.sparkContext.defaultParallelism
+    return (
+        raw.select("value", *KAFKA_COLUMNS)
+        .coalesce(cores)
+        .mapInArrow(body, schema=StructType([StructField(PACKED_COLUMN, BinaryType())]))
     )
 
 
