@@ -20,9 +20,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import pgpq
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
@@ -80,7 +80,7 @@ _DEAD_SOURCE_COLUMNS = [
     "kafka_timestamp_ms",
     "dead_letter_reason",
     "dead_letter_detail",
-    "payload_hex",
+    "payload",
 ]
 
 
@@ -116,6 +116,10 @@ class PostgresSink:
     schema: str
     query_id: str
     bot_filtering: bool = True
+    # Dimension keys this sink has committed, by table: most of a batch's dimension rows exist
+    # already, and skipping them before staging saves the grouping and the round trip. Only
+    # committed keys go in (a rolled-back batch adds none); bounded by _KNOWN_KEYS_LIMIT.
+    _known_dimension_keys: dict[str, set[int]] = field(default_factory=dict, init=False, repr=False)
 
     def already_committed(self, batch_id: int) -> bool:
         with self.conn, self.conn.cursor() as cur:
@@ -159,8 +163,12 @@ class PostgresSink:
             page_views = fresh.filter(pc.equal(kind, "page_view"))
             others = fresh.filter(pc.equal(kind, "other"))
             bots = fresh.filter(pc.equal(kind, "bot"))
-            for dimension in _DIMENSIONS:
-                _upsert_dimension(cur, dimension, fresh)
+            new_dimension_keys = {
+                dimension.table: _upsert_dimension(
+                    cur, dimension, fresh, self._known_dimension_keys.get(dimension.table, set())
+                )
+                for dimension in _DIMENSIONS
+            }
             laps.lap("dimensions")
             _copy(cur, "fact_page_views", _fact_page_view_rows(page_views, batch_id))
             _copy(cur, "fact_other_events", _fact_other_event_rows(others, batch_id))
@@ -195,6 +203,11 @@ class PostgresSink:
             laps.lap("accounting")
         laps.lap("commit")
         committed_at = time.time()
+        for table, keys in new_dimension_keys.items():
+            known = self._known_dimension_keys.setdefault(table, set())
+            if len(known) + len(keys) > _KNOWN_KEYS_LIMIT:
+                known.clear()
+            known.update(keys)
         return BatchOutcome(
             batch_id=batch_id,
             consumed=consumed,
@@ -257,19 +270,19 @@ def _kinds(fresh: pa.Table, bot_filtering: bool) -> pa.Array:
     return pc.if_else(pc.fill_null(fresh.column("is_bot"), False), "bot", by_collection)
 
 
-def _csv(table: pa.Table) -> io.BytesIO:
+def copy_payload(table: pa.Table) -> io.BytesIO:
+    """``table`` in PostgreSQL's binary COPY format. Arrow types must match the target
+    columns' sizes (int16 → smallint, int32 → integer, ...): PostgreSQL refuses the data
+    otherwise, loudly."""
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
     buf = io.BytesIO()
-    # Empty record batches are skipped: pyarrow 26's CSV writer emits 8 KiB of NUL bytes for
-    # one (seen after concat_tables with an empty table), which PostgreSQL rightly refuses.
-    with pacsv.CSVWriter(buf, table.schema, write_options=_NO_HEADER) as writer:
-        for batch in table.to_batches():
-            if batch.num_rows:
-                writer.write_batch(batch)
+    buf.write(encoder.write_header())
+    for batch in table.to_batches():
+        if batch.num_rows:
+            buf.write(encoder.write_batch(batch))
+    buf.write(encoder.finish())
     buf.seek(0)
     return buf
-
-
-_NO_HEADER = pacsv.WriteOptions(include_header=False)
 
 
 def _copy(cur, table: str, rows: pa.Table) -> None:  # type: ignore[no-untyped-def]
@@ -277,10 +290,10 @@ def _copy(cur, table: str, rows: pa.Table) -> None:  # type: ignore[no-untyped-d
     if rows.num_rows == 0:
         return
     columns = sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(table), columns
     )
-    cur.copy_expert(statement.as_string(cur), _csv(rows))
+    cur.copy_expert(statement.as_string(cur), copy_payload(rows))
 
 
 def _insert_ignoring_known(cur, table: str, rows: pa.Table) -> None:  # type: ignore[no-untyped-def]
@@ -322,6 +335,10 @@ def _register_event_ids(cur, events: pa.Table) -> pa.Array:  # type: ignore[no-u
             "event_time": _timestamps(events.column("event_epoch")),
         }
     )
+    # In key order (bytewise, as COLLATE "C" compares), the inserts walk the primary key's
+    # b-tree from left to right instead of jumping around it: 250k ids into a 2M-row
+    # event_ids went from ~2.0 s to ~1.3 s (/tmp experiment, same PostgreSQL).
+    ids = ids.take(pc.sort_indices(ids, sort_keys=[("event_id", "ascending")]))
     cur.execute(
         'CREATE TEMP TABLE stage_ids (seq bigint, event_id text COLLATE "C", event_time timestamptz)'
         " ON COMMIT DROP"
@@ -419,13 +436,22 @@ FROM stage ON CONFLICT DO NOTHING""",
 )
 
 
-def _upsert_dimension(cur, dimension: _Dimension, fresh: pa.Table) -> None:  # type: ignore[no-untyped-def]
-    """The batch's distinct dimension rows, found in Arrow, staged, inserted if new."""
+_KNOWN_KEYS_LIMIT = 1_000_000
+
+
+def _upsert_dimension(  # type: ignore[no-untyped-def]
+    cur, dimension: _Dimension, fresh: pa.Table, known_keys: set[int]
+) -> list[int]:
+    """The batch's distinct dimension rows not known to exist, found in Arrow, staged,
+    inserted if new; returns their keys."""
     rows = fresh.select(list(dimension.columns))
     if dimension.only_where_present:
         rows = rows.filter(pc.is_valid(rows.column(dimension.only_where_present)))
+    if known_keys:
+        known = pa.array(list(known_keys), type=pa.int64())
+        rows = rows.filter(pc.invert(pc.is_in(rows.column(dimension.columns[0]), value_set=known)))
     if rows.num_rows == 0:
-        return
+        return []
     distinct = rows.group_by(list(dimension.columns), use_threads=False).aggregate([])
     cur.execute("DROP TABLE IF EXISTS stage")
     cur.execute(
@@ -433,6 +459,7 @@ def _upsert_dimension(cur, dimension: _Dimension, fresh: pa.Table) -> None:  # t
     )
     _copy(cur, "stage", distinct)
     cur.execute(dimension.insert)
+    return distinct.column(dimension.columns[0]).to_pylist()
 
 
 def _stage_table(name: str, columns: tuple[tuple[str, str], ...]) -> sql.Composed:
@@ -519,7 +546,7 @@ def _dead_letter_rows(dead: pa.Table, batch_id: int) -> pa.Table:
             ),
             "reason": dead.column("dead_letter_reason"),
             "detail": dead.column("dead_letter_detail"),
-            "payload": dead.column("payload_hex"),
+            "payload": dead.column("payload"),
             "batch_id": _constant(batch_id, dead.num_rows),
         }
     )

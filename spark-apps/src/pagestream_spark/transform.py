@@ -256,14 +256,6 @@ def event_time_keys(event_epoch: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.cast(date_key, pa.int32()), pc.cast(time_key, pa.int16())
 
 
-def _payload_hex(payload: pa.Array) -> pa.Array:
-    # bytea's hex input format, for COPY; only dead letters carry a payload.
-    return pa.array(
-        [None if value is None else "\\x" + value.hex() for value in payload.to_pylist()],
-        pa.string(),
-    )
-
-
 # The columns the sink receives, in order: the event columns of its fact tables, then those
 # of a dead letter. `dead_letter_reason` tells the two kinds of row apart.
 SINK_SCHEMA = pa.schema(
@@ -311,14 +303,14 @@ SINK_SCHEMA = pa.schema(
         ("kafka_timestamp_ms", pa.int64()),
         ("dead_letter_reason", pa.string()),
         ("dead_letter_detail", pa.string()),
-        ("payload_hex", pa.string()),
+        ("payload", pa.binary()),
     ]
 )
 
 
 def sink_row_batch(prepared: pa.RecordBatch) -> pa.RecordBatch:
     """An enriched batch (``prepare_batches``) → SINK_SCHEMA: Kafka coordinates renamed,
-    dimension and calendar keys added, the dead letters' payload as bytea hex."""
+    dimension and calendar keys added."""
     columns = {name: prepared.column(name) for name in prepared.schema.names}
     columns["kafka_topic"] = columns.pop("topic")
     columns["kafka_partition"] = columns.pop("partition")
@@ -331,7 +323,6 @@ def sink_row_batch(prepared: pa.RecordBatch) -> pa.RecordBatch:
         if key in NULL_WHEN_ABSENT:
             keys = pc.if_else(pc.is_valid(columns[natural[0]]), keys, None)
         columns[key] = keys
-    columns["payload_hex"] = _payload_hex(columns["payload"])
     return pa.RecordBatch.from_arrays(
         [pc.cast(columns[f.name], f.type) for f in SINK_SCHEMA], schema=SINK_SCHEMA
     )
