@@ -18,11 +18,20 @@ from prometheus_client.registry import Collector
 from pagestream_spark.sink import BatchOutcome
 from pagestream_spark.validate import DEAD_LETTER_REASONS
 
+# Fine around the 1-5 s that a live pipeline should stay within (its 2 s target included),
+# so quantiles there are not interpolated across a wide bucket.
 FRESHNESS_BUCKETS = (
     0.25,
     0.5,
+    0.75,
     1.0,
+    1.25,
+    1.5,
+    1.75,
     2.0,
+    2.5,
+    3.0,
+    4.0,
     5.0,
     10.0,
     30.0,

@@ -170,9 +170,9 @@ class PostgresSink:
                 for dimension in _DIMENSIONS
             }
             laps.lap("dimensions")
-            _copy(cur, "fact_page_views", _fact_page_view_rows(page_views, batch_id))
-            _copy(cur, "fact_other_events", _fact_other_event_rows(others, batch_id))
-            _copy(cur, "bot_events", _bot_event_rows(bots, batch_id))
+            _copy(cur, "fact_page_views", _fact_rows(page_views, batch_id, _PAGE_VIEW_COLUMNS))
+            _copy(cur, "fact_other_events", _fact_rows(others, batch_id, _OTHER_EVENT_COLUMNS))
+            _copy(cur, "bot_events", _fact_rows(bots, batch_id, _BOT_EVENT_COLUMNS))
             laps.lap("facts")
             _upsert_page_view_rollups(cur, page_views)
             _upsert_visitor_days(cur, page_views)
@@ -484,55 +484,60 @@ _FACT_KEYS = (
 )
 
 
-def _fact_page_view_rows(page_views: pa.Table, batch_id: int) -> pa.Table:
-    user_id = page_views.column("user_id_db")
-    return pa.table(
-        {
-            "event_id": page_views.column("event_id"),
-            "event_time": _timestamps(page_views.column("event_epoch")),
-            **{c: page_views.column(c) for c in _FACT_KEYS},
-            "device_id": page_views.column("device_id"),
-            "visitor_id": page_views.column("visitor_id"),
-            "user_id_db": pc.if_else(pc.equal(user_id, ""), None, user_id),
-            "email_hash": page_views.column("email_hash"),
-            "ip_anonymized": page_views.column("ip_anonymized"),
-            "page_path": pc.fill_null(page_views.column("page_path"), ""),
-            "kafka_partition": page_views.column("kafka_partition"),
-            "kafka_offset": page_views.column("kafka_offset"),
-            "batch_id": _constant(batch_id, page_views.num_rows),
-        }
-    )
+# Each fact table's columns, in the names of the sink rows (see _fact_rows for the derived ones).
+_PAGE_VIEW_COLUMNS = (
+    "event_id",
+    "event_time",
+    *_FACT_KEYS,
+    "device_id",
+    "visitor_id",
+    "user_id_db",
+    "email_hash",
+    "ip_anonymized",
+    "page_path",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
+_OTHER_EVENT_COLUMNS = (
+    "event_id",
+    "collection",
+    "event_time",
+    *_FACT_KEYS,
+    "device_id",
+    "visitor_id",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
+_BOT_EVENT_COLUMNS = (
+    "event_id",
+    "collection",
+    "event_time",
+    "user_agent_key",
+    "store_key",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
 
 
-def _fact_other_event_rows(others: pa.Table, batch_id: int) -> pa.Table:
-    return pa.table(
-        {
-            "event_id": others.column("event_id"),
-            "collection": others.column("collection"),
-            "event_time": _timestamps(others.column("event_epoch")),
-            **{c: others.column(c) for c in _FACT_KEYS},
-            "device_id": others.column("device_id"),
-            "visitor_id": others.column("visitor_id"),
-            "kafka_partition": others.column("kafka_partition"),
-            "kafka_offset": others.column("kafka_offset"),
-            "batch_id": _constant(batch_id, others.num_rows),
-        }
-    )
+def _fact_rows(events: pa.Table, batch_id: int, columns: tuple[str, ...]) -> pa.Table:
+    """The given fact-table columns of these events; most are the sink rows' own."""
 
+    def column(name: str) -> pa.Array | pa.ChunkedArray:
+        if name == "event_time":
+            return _timestamps(events.column("event_epoch"))
+        if name == "batch_id":
+            return _constant(batch_id, events.num_rows)
+        if name == "user_id_db":
+            user_id = events.column(name)
+            return pc.if_else(pc.equal(user_id, ""), None, user_id)
+        if name == "page_path":
+            return pc.fill_null(events.column(name), "")
+        return events.column(name)
 
-def _bot_event_rows(bots: pa.Table, batch_id: int) -> pa.Table:
-    return pa.table(
-        {
-            "event_id": bots.column("event_id"),
-            "collection": bots.column("collection"),
-            "event_time": _timestamps(bots.column("event_epoch")),
-            "user_agent_key": bots.column("user_agent_key"),
-            "store_key": bots.column("store_key"),
-            "kafka_partition": bots.column("kafka_partition"),
-            "kafka_offset": bots.column("kafka_offset"),
-            "batch_id": _constant(batch_id, bots.num_rows),
-        }
-    )
+    return pa.table({name: column(name) for name in columns})
 
 
 def _dead_letter_rows(dead: pa.Table, batch_id: int) -> pa.Table:
