@@ -67,15 +67,36 @@ def _job(d: dict[str, Any]) -> list[Row]:
             _n(t["speedup_over_baseline"], "x"),
         ),
     ]
-    fresh = r.get("freshness_at_steady_rate")
-    if fresh:
+    if "kafka_consumer_ceiling" in r:
         rows.append(
             (
-                f"freshness p95 at {_n(fresh['rate_events_per_second'])} events/s",
+                "ceiling: plain confluent-kafka consumer, same topic",
+                _n(r["kafka_consumer_ceiling"]["records_per_second"], " records/s"),
+                "",
+            )
+        )
+    fresh = r.get("freshness_at_steady_rate")
+    if fresh:
+        window = (
+            f", {fresh['trigger']} trigger, steady window"
+            if "warm_up_seconds_excluded" in fresh
+            else ""
+        )
+        rows.append(
+            (
+                f"freshness p95 at {_n(fresh['rate_events_per_second'])} events/s{window}",
                 _n(fresh["p95_seconds"], " s"),
                 _n(t["freshness_p95_seconds"], " s"),
             )
         )
+        if "including_warm_up" in fresh:
+            rows.append(
+                (
+                    "freshness p95, same run including its first seconds of traffic",
+                    _n(fresh["including_warm_up"]["p95_seconds"], " s"),
+                    "",
+                )
+            )
     return rows
 
 
