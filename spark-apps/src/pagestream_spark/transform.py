@@ -1,9 +1,9 @@
 """From raw Kafka rows to rows ready for the star schema.
 
-One Python pass per Arrow batch (``mapInArrow``) validates each record and enriches the valid
-ones, so records cross the JVM/Python boundary once; Spark then adds the calendar and
-dimension keys natively. Each step is a function of a DataFrame (pandas or Spark), tested on
-small inline frames.
+One Python pass per Arrow batch (``mapInArrow``) validates each record, enriches the valid
+ones, adds the calendar and dimension keys and packs the sink's rows as Arrow IPC, so records
+cross into Python once and come back to the driver as a few opaque values. Each step is a
+function of Arrow data, tested on small inline batches.
 """
 
 from __future__ import annotations
