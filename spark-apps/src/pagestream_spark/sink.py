@@ -27,61 +27,25 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
 from pagestream_common.contract import PAGE_VIEW
+from pagestream_spark.transform import SINK_SCHEMA
 
 log = logging.getLogger(__name__)
 
-EVENT_STAGE_COLUMNS = (
-    ("kafka_topic", "text"),
-    ("kafka_partition", "integer"),
-    ("kafka_offset", "bigint"),
-    ("event_id", 'text COLLATE "C"'),
-    ("event_epoch", "bigint"),
-    ("collection", "text"),
-    ("device_id", "text"),
-    ("device_key", "bigint"),
-    ("date_key", "integer"),
-    ("time_key", "smallint"),
-    ("store_id", "text"),
-    ("store_key", "bigint"),
-    ("product_id", "text"),
-    ("product_key", "bigint"),
-    ("country_code", "text"),
-    ("country_name", "text"),
-    ("region", "text"),
-    ("city", "text"),
-    ("location_key", "bigint"),
-    ("browser", "text"),
-    ("browser_version", "text"),
-    ("os", "text"),
-    ("os_version", "text"),
-    ("device_class", "text"),
-    ("is_bot", "boolean"),
-    ("user_agent_key", "bigint"),
-    ("referrer_domain", "text"),
-    ("referrer_medium", "text"),
-    ("referrer_key", "bigint"),
-    ("utm_source_n", "text"),
-    ("utm_medium_n", "text"),
-    ("utm_campaign", "text"),
-    ("utm_term", "text"),
-    ("utm_content", "text"),
-    ("campaign_key", "bigint"),
-    ("visitor_id", "bigint"),
-    ("user_id_db", "text"),
-    ("email_hash", "text"),
-    ("ip_anonymized", "text"),
-    ("page_path", "text"),
-)
-# Columns a dead letter is written from (the rest of a row is null for one).
-_DEAD_SOURCE_COLUMNS = [
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "kafka_timestamp_ms",
-    "dead_letter_reason",
-    "dead_letter_detail",
-    "payload",
-]
+# Sink-row columns only a dead letter has (null on a valid event's row).
+_DEAD_ONLY_COLUMNS = ("kafka_timestamp_ms", "dead_letter_reason", "dead_letter_detail", "payload")
+# Columns a dead letter is written from.
+_DEAD_SOURCE_COLUMNS = ["kafka_topic", "kafka_partition", "kafka_offset", *_DEAD_ONLY_COLUMNS]
+# The sink rows' columns of a valid event.
+EVENT_COLUMNS = tuple(name for name in SINK_SCHEMA.names if name not in _DEAD_ONLY_COLUMNS)
+_SQL_TYPES = {
+    pa.string(): "text",
+    pa.int16(): "smallint",
+    pa.int32(): "integer",
+    pa.int64(): "bigint",
+    pa.bool_(): "boolean",
+}
+# PostgreSQL type of each event column, for staging tables.
+_EVENT_COLUMN_TYPES = {name: _SQL_TYPES[SINK_SCHEMA.field(name).type] for name in EVENT_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -135,7 +99,7 @@ class PostgresSink:
         """Write one batch in one transaction; None if this batch was committed before."""
         laps = _Laps()
         is_dead = pc.is_valid(rows.column("dead_letter_reason"))
-        all_events = rows.filter(pc.invert(is_dead)).select([c for c, _ in EVENT_STAGE_COLUMNS])
+        all_events = rows.filter(pc.invert(is_dead)).select(list(EVENT_COLUMNS))
         events, batch_duplicates = split_first_occurrences(all_events)
         dead = rows.filter(is_dead).select(_DEAD_SOURCE_COLUMNS)
         with self.conn, self.conn.cursor() as cur:
@@ -467,9 +431,6 @@ def _stage_table(name: str, columns: tuple[tuple[str, str], ...]) -> sql.Compose
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns
     )
     return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(name), cols)
-
-
-_EVENT_COLUMN_TYPES = dict(EVENT_STAGE_COLUMNS)
 
 
 _FACT_KEYS = (
