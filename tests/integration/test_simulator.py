@@ -22,7 +22,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.process import free_port
@@ -64,9 +64,9 @@ def new_topic(kafka: Kafka, partitions: int) -> str:
     return topic
 
 
-def consume(kafka: Kafka, topic: str, expected: int) -> list[tuple[int, bytes | None, bytes]]:
-    """(partition, key, value) of every record, in offset order per partition; stops after
-    ``expected`` records or 10 s without a new one."""
+def consume_messages(kafka: Kafka, topic: str, expected: int) -> list[Message]:
+    """Every record of the topic; stops after ``expected`` records or 10 s without a new one,
+    then waits a moment for any beyond ``expected`` (which would be a bug) to show up."""
     consumer = Consumer(
         {
             "bootstrap.servers": kafka.bootstrap_servers,
@@ -77,24 +77,27 @@ def consume(kafka: Kafka, topic: str, expected: int) -> list[tuple[int, bytes | 
         }
     )
     consumer.subscribe([topic])
-    out: list[tuple[int, int, bytes | None, bytes]] = []
+    out: list[Message] = []
     try:
         idle = 0
         while len(out) < expected and idle < 10:
             batch = consumer.consume(num_messages=5000, timeout=1.0)
             idle = 0 if batch else idle + 1
-            for msg in batch:
-                assert msg.error() is None, msg.error()
-                out.append((msg.partition(), msg.offset(), msg.key(), msg.value() or b""))
-        # Anything beyond `expected` would be a bug: give it a moment to show up.
-        out.extend(
-            (m.partition(), m.offset(), m.key(), m.value() or b"")
-            for m in consumer.consume(num_messages=100, timeout=1.0)
-        )
+            out.extend(batch)
+        out.extend(consumer.consume(num_messages=100, timeout=1.0))
     finally:
         consumer.close()
-    out.sort(key=lambda r: (r[0], r[1]))
-    return [(p, k, v) for p, _, k, v in out]
+    for msg in out:
+        assert msg.error() is None, msg.error()
+    return out
+
+
+def consume(kafka: Kafka, topic: str, expected: int) -> list[tuple[int, bytes | None, bytes]]:
+    """(partition, key, value) of every record, in offset order per partition."""
+    messages = sorted(
+        consume_messages(kafka, topic, expected), key=lambda m: (m.partition(), m.offset())
+    )
+    return [(m.partition(), m.key(), m.value() or b"") for m in messages]
 
 
 def settings(kafka: Kafka, topic: str) -> ProducerSettings:
@@ -250,28 +253,8 @@ def test_a_paced_run_for_a_duration_with_a_progress_bar(
 
 
 def consume_timestamps(kafka: Kafka, topic: str, expected: int) -> list[tuple[int, bytes]]:
-    """(Kafka record timestamp in ms, value) of up to ``expected`` records."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[tuple[int, bytes]] = []
-    try:
-        idle = 0
-        while len(out) < expected and idle < 10:
-            batch = consumer.consume(num_messages=5000, timeout=1.0)
-            idle = 0 if batch else idle + 1
-            for msg in batch:
-                assert msg.error() is None, msg.error()
-                out.append((msg.timestamp()[1], msg.value() or b""))
-    finally:
-        consumer.close()
-    return out
+    """(Kafka record timestamp in ms, value) of every record."""
+    return [(m.timestamp()[1], m.value() or b"") for m in consume_messages(kafka, topic, expected)]
 
 
 def test_live_traffic_is_never_sent_before_its_event_time_and_is_even_from_the_start(
