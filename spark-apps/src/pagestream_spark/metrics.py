@@ -162,6 +162,11 @@ class JobMetrics:
             self.dead_letters.labels(pipeline, reason)
         for kind in ("page_view", "other"):
             self.stored_events.labels(pipeline, kind)
+        for result in ("committed", "replay_skipped"):
+            self.batches.labels(pipeline, result)
+        # Histograms too: otherwise a series born between two scrapes with its first batches
+        # already counted never shows a rate (Prometheus sees it start at its final value).
+        self.batch_duration.labels(pipeline)
         self.watermark_delay.labels(pipeline).set_function(self._watermark_delay)
 
     def _watermark_delay(self) -> float:

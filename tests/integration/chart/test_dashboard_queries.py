@@ -149,6 +149,11 @@ def running(
         records = [(r.key, r.value) for r in dataset.records]
         proc = run.start()
         prometheus.set_targets("pagestream-job", [f"127.0.0.1:{run.metrics_port}"])
+        # Traffic only once Prometheus has scraped the job: rates need a sample before it.
+        selector = f'pagestream_job_batch_duration_seconds_count{{pipeline="{run.schema.replace("_", "-")}"}}'
+        eventually(
+            lambda: prometheus.query(selector), timeout=180, what="a first scrape of the job"
+        )
         half = len(records) // 2
         produce(kafka, run.topic, records[:half])
         run.wait_consumed(half, proc=proc)
