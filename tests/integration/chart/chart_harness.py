@@ -10,6 +10,8 @@ removed, and only scenarios that turn every dependency off (checked, never assum
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -43,6 +45,24 @@ UPSTREAM_CRDS = (
 OUR_CRD = CHART / "crds" / "pagestream.dev_pageanalyticspipelines.yaml"
 # What the defaults need to render here: every dependency off, nothing else changed.
 NO_DEPENDENCIES = [f"{key}.enabled=false" for key in DEPENDENCY_KEYS]
+
+
+def go_module_dir(module: str, version: str, scratch: Path) -> Path:
+    """The source of a pinned Go module, fetched by `go mod download` (Go's module cache keeps
+    it between runs); ``scratch`` is the working directory `go` runs in."""
+    go = shutil.which("go")
+    assert go, "Go is needed to fetch pinned Go modules (it comes with this machine kind)"
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        cwd=scratch,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    assert proc.returncode == 0 and not info.get("Error"), proc.stdout + proc.stderr
+    return Path(info["Dir"])
 
 
 def load_values(path: Path) -> dict[str, Any]:

@@ -4,17 +4,15 @@ accepted by the real helm and kubectl (`--help` of that subcommand lists each fl
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from chart_harness import CHART
+from chart_harness import CHART, go_module_dir
 
 from pagestream.stack.helm import Helm
 from pagestream.stack.paths import REPO_ROOT
@@ -146,19 +144,7 @@ SKAFFOLD = ("github.com/GoogleContainerTools/skaffold/v2", "v2.16.1")
 
 
 def go_module(module: str, version: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    assert go, "Go is needed to read kind's and skaffold's sources"
-    proc = subprocess.run(
-        [go, "mod", "download", "-json", f"{module}@{version}"],
-        cwd=tmp_path_factory.mktemp("gomod"),
-        env={**os.environ, "GOFLAGS": "-mod=mod"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    assert proc.returncode == 0 and not info.get("Error"), proc.stdout + proc.stderr
-    return Path(info["Dir"])
+    return go_module_dir(module, version, tmp_path_factory.mktemp("gomod"))
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from chart_harness import go_module_dir
 
 from pagestream.stack.paths import REPO_ROOT, StackPaths
 
@@ -33,21 +32,10 @@ CONFIG = REPO_ROOT / "skaffold.yaml"
 def skaffold_schema(cache: Path) -> dict[str, Any]:
     final = cache / "skaffold" / SKAFFOLD_VERSION / f"{SCHEMA_VERSION}.json"
     if not final.exists():
-        go = shutil.which("go")
-        assert go, "Go is needed to fetch skaffold's schema (it comes with this machine kind)"
         scratch = final.parent / ".gomod"
         scratch.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [go, "mod", "download", "-json", f"{SKAFFOLD_MODULE}@{SKAFFOLD_VERSION}"],
-            cwd=scratch,
-            env={**os.environ, "GOFLAGS": "-mod=mod"},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        info = json.loads(proc.stdout) if proc.stdout.strip() else {}
-        assert proc.returncode == 0 and not info.get("Error"), proc.stdout + proc.stderr
-        source = Path(info["Dir"]) / "docs-v2/content/en/schemas" / f"{SCHEMA_VERSION}.json"
+        module = go_module_dir(SKAFFOLD_MODULE, SKAFFOLD_VERSION, scratch)
+        source = module / "docs-v2/content/en/schemas" / f"{SCHEMA_VERSION}.json"
         tmp = final.with_suffix(".tmp")
         shutil.copyfile(source, tmp)
         tmp.replace(final)
