@@ -6,14 +6,16 @@ flags of :class:`pagestream_common.jobconfig.JobConfig`; secrets from the enviro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg2
 from psycopg2 import sql
@@ -32,6 +34,17 @@ log = logging.getLogger("pagestream_spark")
 
 class SinkUnavailable(RuntimeError):
     pass
+
+
+T = TypeVar("T")
+# Reconnections allowed within one batch before the job gives up on it (each one already
+# waits up to ~90 s for the server in connect_postgres).
+SINK_RECONNECTS = 3
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def connect_postgres(
@@ -58,7 +71,7 @@ def connect_postgres(
                 "PostgreSQL not reachable (attempt %d/%d): %s; retrying in %.0fs",
                 attempt,
                 attempts,
-                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                _first_line(exc),
                 delay,
             )
             if attempt < attempts:
@@ -138,7 +151,7 @@ class StreamingJob:
             if self._query_id is None:
                 self._query_id = read_query_id(spark, cfg.checkpoint_location)
                 sink.query_id = self._query_id
-            if sink.already_committed(batch_id):
+            if self._on_postgres(sink, lambda: sink.already_committed(batch_id), batch_id):
                 log.info("batch %d already committed; skipping replay", batch_id)
                 self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
                 return
@@ -147,7 +160,7 @@ class StreamingJob:
             )
             rows = unpack_sink_rows(prepared.toArrow())
             prepared_at = time.monotonic()
-            outcome = sink.commit_batch(batch_id, rows)
+            outcome = self._on_postgres(sink, lambda: sink.commit_batch(batch_id, rows), batch_id)
             if outcome is None:
                 self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
                 return
@@ -182,9 +195,33 @@ class StreamingJob:
         log.info(
             "streaming query started", extra={"query_id": str(query.id), "topic": cfg.kafka_topic}
         )
-        return self._supervise(query, conn)
+        return self._supervise(query, sink)
 
-    def _supervise(self, query, conn: PgConnection) -> int:  # type: ignore[no-untyped-def]
+    def _on_postgres(self, sink: PostgresSink, action: Callable[[], T], batch_id: int) -> T:
+        """Run ``action`` on the sink's connection; when that connection fails (a restart, a
+        failover, a network cut), reconnect and run it again. ``connect_postgres`` waits with
+        backoff and fails loudly if the server stays away. Safe to repeat: a batch is one
+        transaction, so a lost one was rolled back, or it committed and is skipped as a replay."""
+        for attempt in range(1, SINK_RECONNECTS + 1):
+            try:
+                return action()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                if attempt == SINK_RECONNECTS:
+                    raise SinkUnavailable(
+                        f"PostgreSQL failed batch {batch_id} {attempt} times, the last with: "
+                        f"{_first_line(exc)}; check the server and its logs"
+                    ) from exc
+                log.warning(
+                    "PostgreSQL connection failed during batch %d (%s); reconnecting",
+                    batch_id,
+                    _first_line(exc),
+                )
+                with contextlib.suppress(psycopg2.Error):
+                    sink.conn.close()
+                sink.conn = connect_postgres(self.config, self.secrets)
+        raise AssertionError("unreachable")
+
+    def _supervise(self, query, sink: PostgresSink) -> int:  # type: ignore[no-untyped-def]
         last_progress_ts = None
         try:
             while query.isActive:
@@ -200,7 +237,7 @@ class StreamingJob:
                 return 1
             return 0
         finally:
-            conn.close()
+            sink.conn.close()
 
     def _graceful_stop(self, query, timeout: float = 120.0) -> int:  # type: ignore[no-untyped-def]
         """Let a running micro-batch finish (its transaction commits or was never begun), then
