@@ -83,6 +83,52 @@ def connect_postgres(
     )
 
 
+# Causes a user can fix, recognised in a failed query's message, and what to check.
+_FAILURE_HINTS = (
+    (
+        "SaslAuthenticationException",
+        "Kafka refused the credentials: check PAGESTREAM_KAFKA_SASL_USERNAME and "
+        "PAGESTREAM_KAFKA_SASL_PASSWORD (or their _FILE variants) and --kafka-sasl-mechanism",
+    ),
+    (
+        "TopicAuthorizationException",
+        "the Kafka user may not read the topic: grant it Read on the topic (a KafkaUser ACL)",
+    ),
+    (
+        "UnknownTopicOrPartitionException",
+        "the topic does not exist: check --kafka-topic, or create the topic",
+    ),
+)
+_OWN_ERRORS = ("SinkUnavailable: ", "SourceUnavailable: ")
+
+
+def explain_query_failure(message: str) -> tuple[str, str | None]:
+    """(the line of a failed streaming query's long message that says why, a hint for the
+    user or None). The message holds the whole plan and, for a batch that failed in Python,
+    the traceback; the job's own errors already say what to check."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    cause = next(
+        (
+            line.split(marker, 1)[1]
+            for line in reversed(lines)
+            for marker in _OWN_ERRORS
+            if marker in line
+        ),
+        None,
+    )
+    if cause is None:
+        cause = next(
+            (
+                line.split("terminated with exception: ", 1)[1]
+                for line in lines
+                if "terminated with exception: " in line
+            ),
+            lines[0] if lines else "unknown error",
+        )
+    hint = next((text for marker, text in _FAILURE_HINTS if marker in message), None)
+    return cause, hint
+
+
 def read_query_id(spark, checkpoint: str) -> str:  # type: ignore[no-untyped-def]
     """The streaming query's id from ``<checkpoint>/metadata``: stable across restarts from one
     checkpoint, new for a new checkpoint. The sink keys its idempotence on (query id, batch id)."""
@@ -222,6 +268,8 @@ class StreamingJob:
         raise AssertionError("unreachable")
 
     def _supervise(self, query, sink: PostgresSink) -> int:  # type: ignore[no-untyped-def]
+        from pyspark.errors import StreamingQueryException
+
         last_progress_ts = None
         try:
             while query.isActive:
@@ -231,9 +279,14 @@ class StreamingJob:
                     self.metrics.record_progress(progress)
                 if self._stop.is_set():
                     return self._graceful_stop(query)
-                query.awaitTermination(0.5)
-            if query.exception() is not None:
-                log.error("streaming query failed: %s", query.exception())
+                try:
+                    query.awaitTermination(0.5)
+                except StreamingQueryException:
+                    break  # reported below, once
+            failure = query.exception()
+            if failure is not None:
+                cause, hint = explain_query_failure(str(failure))
+                log.error("streaming query failed: %s", cause, extra={"hint": hint} if hint else {})
                 return 1
             return 0
         finally:
