@@ -68,6 +68,7 @@ class JobRun:
     schema: str
     checkpoint: Path
     metrics_port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def args(self, **overrides: str) -> list[str]:
@@ -90,6 +91,7 @@ class JobRun:
             **job_environment(self.paths, driver_memory="1g"),
             "PAGESTREAM_POSTGRES_PASSWORD": self.postgres.password,
             "PAGESTREAM_PII_HASH_KEY": PII_KEY,
+            **self.env,
         }
         log = (self.paths.logs / f"job-{self.schema}.log").open("ab")
         proc = subprocess.Popen(

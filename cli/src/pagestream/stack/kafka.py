@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagestream.stack.artifacts import classpath, maven_jars
@@ -51,6 +51,11 @@ class Kafka:
     port: int
     controller_port: int
     heap: str = "512m"
+    # An extra SASL_PLAINTEXT listener on this port, authenticating the users in scram_users
+    # (name -> password) with SCRAM-SHA-512, as a Strimzi KafkaUser does. Credentials are
+    # written when the storage is formatted, so they apply to a fresh data folder only.
+    sasl_port: int | None = None
+    scram_users: dict[str, str] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
@@ -67,18 +72,36 @@ class Kafka:
     def ensure_installed(self) -> Path:
         return maven_jars(self.paths.cache, "kafka")
 
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        if self.sasl_port is None:
+            raise StackError("this Kafka broker has no SASL listener")
+        return f"127.0.0.1:{self.sasl_port}"
+
     def server_properties(self) -> str:
         data = self.home / "data"
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        sasl: list[str] = []
+        if self.sasl_port is not None:
+            listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
+            protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            sasl = [
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            ]
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners={','.join(listeners)}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"listener.security.protocol.map={protocols}",
+                *sasl,
                 f"log.dirs={data}",
                 "num.partitions=1",
                 "offsets.topic.replication.factor=1",
@@ -121,7 +144,21 @@ class Kafka:
             cluster_id = _kafka_uuid()
             proc = subprocess.run(
                 self._java(
-                    jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                    jars,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                    *(
+                        arg
+                        for name, password in self.scram_users.items()
+                        for arg in (
+                            "--add-scram",
+                            f"SCRAM-SHA-512=[name={name},password={password}]",
+                        )
+                    ),
                 ),
                 capture_output=True,
                 text=True,
