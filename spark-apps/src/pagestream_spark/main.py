@@ -21,7 +21,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
-from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets
+from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets, duration_seconds
 from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
 from pagestream_spark.migrate import migrate
@@ -152,7 +152,10 @@ class StreamingJob:
     _query_id: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = JobMetrics(self.config.pipeline_name)
+        self.metrics = JobMetrics(
+            self.config.pipeline_name,
+            watermark_delay_seconds=duration_seconds(self.config.watermark_delay),
+        )
 
     def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
         log.info("stop requested%s", f" by signal {signum}" if signum else "")
@@ -168,6 +171,15 @@ class StreamingJob:
                 ).format(sql.Identifier(self.config.postgres_schema)),
                 (self.config.report_timezone,),
             )
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT extract(epoch FROM max(event_time)) FROM {}.fact_page_views"
+                ).format(sql.Identifier(self.config.postgres_schema))
+            )
+            (newest,) = cur.fetchone()
+        if newest is not None:
+            self.metrics.newest_event_committed(float(newest))
         log.info("schema ready", extra={"schema": self.config.postgres_schema, "applied": applied})
 
     def run(self) -> int:

@@ -78,9 +78,16 @@ class BulkHistogram(Collector):
 
 
 class JobMetrics:
-    def __init__(self, pipeline: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        registry: CollectorRegistry | None = None,
+        *,
+        watermark_delay_seconds: float = 7200.0,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.pipeline = pipeline
+        self.watermark_delay_seconds = watermark_delay_seconds
         r, lp = self.registry, ["pipeline"]
         self.records = Counter(
             "pagestream_job_records",
@@ -135,6 +142,14 @@ class JobMetrics:
             lp,
             registry=r,
         )
+        self.late_page_views = Counter(
+            "pagestream_job_late_page_views",
+            "Page views stored although their event time was more than the watermark delay "
+            "behind the newest page view committed before their batch (stored and counted like "
+            "any other; lateness never drops an event)",
+            lp,
+            registry=r,
+        )
         self.last_commit = Gauge(
             "pagestream_job_last_commit_timestamp_seconds",
             "Unix time of the last committed micro-batch",
@@ -167,6 +182,7 @@ class JobMetrics:
         # Histograms too: otherwise a series born between two scrapes with its first batches
         # already counted never shows a rate (Prometheus sees it start at its final value).
         self.batch_duration.labels(pipeline)
+        self.late_page_views.labels(pipeline)
         self.watermark_delay.labels(pipeline).set_function(self._watermark_delay)
 
     def _watermark_delay(self) -> float:
@@ -193,8 +209,14 @@ class JobMetrics:
         if outcome.stored_page_view_epochs is not None and len(outcome.stored_page_view_epochs):
             epochs = outcome.stored_page_view_epochs.to_numpy(zero_copy_only=False).astype(float)
             self.freshness.observe_many(outcome.committed_at - epochs)
-            newest = float(epochs.max())
-            self._max_event_epoch = max(newest, self._max_event_epoch or newest)
+            if self._max_event_epoch is not None:
+                watermark = self._max_event_epoch - self.watermark_delay_seconds
+                self.late_page_views.labels(p).inc(int((epochs < watermark).sum()))
+            self.newest_event_committed(float(epochs.max()))
+
+    def newest_event_committed(self, epoch: float) -> None:
+        """Advance the event-time watermark (a restart starts from what is in the database)."""
+        self._max_event_epoch = max(epoch, self._max_event_epoch or epoch)
 
     def record_progress(self, progress: dict) -> None:  # type: ignore[type-arg]
         p = self.pipeline

@@ -278,6 +278,7 @@ def test_sigkill_twice_mid_stream_then_resume_loses_and_duplicates_nothing(job_r
         proc = job_run.start(**small_batches)
         job_run.wait_consumed(kill_after, proc=proc)
         job_run.kill(proc)  # SIGKILL to the whole process group, mid-stream
+    (last_batch_before,) = job_run.query("SELECT max(batch_id) FROM batch_commits")[0]
     proc = job_run.start(**small_batches)
     job_run.wait_consumed(total, proc=proc)
 
@@ -289,6 +290,20 @@ def test_sigkill_twice_mid_stream_then_resume_loses_and_duplicates_nothing(job_r
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert b'pagestream_job_records_total{outcome="stored"' in metrics
+    # Late page views of this process's batches: more than the default watermark delay (2 h)
+    # behind the newest page view of every earlier batch, the killed runs' included.
+    (late,) = job_run.query(
+        "WITH newest AS (SELECT batch_id, max(event_time) AS t FROM fact_page_views"
+        " GROUP BY batch_id)"
+        " SELECT count(*) FROM fact_page_views f WHERE f.batch_id > %s AND f.event_time <"
+        " (SELECT max(t) FROM newest n WHERE n.batch_id < f.batch_id) - interval '2 hours'",
+        (last_batch_before,),
+    )[0]
+    assert late > 0
+    assert (
+        f'pagestream_job_late_page_views_total{{pipeline="{job_run.schema.replace("_", "-")}"}} {late}.0'.encode()
+        in metrics
+    )
 
     job_run.kill(proc, sig=signal.SIGTERM)  # a graceful stop
     assert proc.returncode == 0

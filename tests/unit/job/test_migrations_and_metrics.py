@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pytest
 from prometheus_client import generate_latest
 
+from pagestream_common.jobconfig import JobConfigError, duration_seconds
 from pagestream_spark.metrics import FRESHNESS_BUCKETS, JobMetrics
 from pagestream_spark.migrate import available_migrations
+from pagestream_spark.sink import BatchOutcome
 
 
 def test_migrations_are_numbered_without_gaps_and_named() -> None:
@@ -48,3 +52,50 @@ def test_progress_updates_rates_lag_and_batch_duration() -> None:
     assert 'pagestream_job_input_rows_per_second{pipeline="demo"} 250.0' in text
     assert 'pagestream_job_kafka_offsets_behind_latest{pipeline="demo"} 42.0' in text
     assert 'pagestream_job_batch_duration_seconds_count{pipeline="demo"} 1.0' in text
+
+
+def _outcome(batch_id: int, epochs: list[int]) -> BatchOutcome:
+    return BatchOutcome(
+        batch_id=batch_id,
+        consumed=len(epochs),
+        page_views=len(epochs),
+        other_events=0,
+        duplicates=0,
+        dead_letters_by_reason={},
+        bots=0,
+        committed_at=1_800_000_000.0,
+        stored_page_view_epochs=pa.array(epochs, pa.int64()),
+    )
+
+
+def test_page_views_behind_the_watermark_are_counted_late_and_still_stored() -> None:
+    metrics = JobMetrics("demo", watermark_delay_seconds=3600)
+    hour = 3600
+    newest = 1_799_990_000
+    # The first batch sets the watermark; none of its own events is late against it.
+    metrics.record_batch(_outcome(0, [newest - 5 * hour, newest]))
+    # Against newest - 1 h: 2 h late is late, 59 minutes late is not, newer events are not.
+    metrics.record_batch(_outcome(1, [newest - 2 * hour, newest - hour + 60, newest + 10]))
+    # The watermark moved 10 s with batch 1's newest event: 59m55s behind the old newest is
+    # now late.
+    metrics.record_batch(_outcome(2, [newest - hour + 5]))
+    text = generate_latest(metrics.registry).decode()
+    assert 'pagestream_job_late_page_views_total{pipeline="demo"} 2.0' in text
+    assert 'pagestream_job_records_total{outcome="stored",pipeline="demo"} 6.0' in text
+    assert 'pagestream_job_stored_events_total{kind="page_view",pipeline="demo"} 6.0' in text
+
+
+def test_a_restarted_job_starts_its_watermark_from_the_database() -> None:
+    metrics = JobMetrics("demo", watermark_delay_seconds=60)
+    metrics.newest_event_committed(1_799_990_000.0)
+    metrics.record_batch(_outcome(0, [1_799_990_000 - 61, 1_799_990_000 - 60]))
+    text = generate_latest(metrics.registry).decode()
+    assert 'pagestream_job_late_page_views_total{pipeline="demo"} 1.0' in text
+
+
+def test_durations_are_read_in_seconds() -> None:
+    assert duration_seconds("2 hours") == 7200
+    assert duration_seconds("1 minute") == 60
+    assert duration_seconds("500 milliseconds") == 0.5
+    with pytest.raises(JobConfigError, match="not a duration"):
+        duration_seconds("2h")

@@ -26,6 +26,15 @@ SECRET_ENV = {
 }
 
 _DURATION = re.compile(r"^\d+ (millisecond|milliseconds|second|seconds|minute|minutes|hour|hours)$")
+_UNIT_SECONDS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a duration such as ``"2 hours"`` (the form every duration flag takes)."""
+    if not _DURATION.match(text):
+        raise JobConfigError(f"{text!r} is not a duration like '5 seconds' or '2 hours'")
+    count, unit = text.split()
+    return int(count) * _UNIT_SECONDS[unit.removesuffix("s")]
 
 
 class JobConfigError(ValueError):
