@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything pagestream needs on a fresh Debian machine, idempotently:
 #   system packages (PostgreSQL 15, Prometheus), uv, the locked Python environment,
-#   and the pinned Kafka/Spark jars (Maven) and, with --kube, kube-apiserver/etcd/helm (Go);
+#   the pinned Kafka/Spark jars (Maven), a class-data archive of Spark's JVM and, with --kube, kube-apiserver/etcd/helm (Go);
 #   with --browser, Chromium (the tests open the HTML dashboard snapshot in it, headless).
 # Downloads and builds are cached under ~/.cache/pagestream (PAGESTREAM_CACHE_DIR).
 set -euo pipefail

@@ -11,6 +11,7 @@ from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS
 from pagestream.stack.kafka import Kafka, _kafka_uuid
 from pagestream.stack.paths import StackPaths, content_key
 from pagestream.stack.prometheus import Prometheus
+from pagestream.stack.spark import class_archive_options, class_archive_path
 
 
 @pytest.fixture
@@ -30,6 +31,29 @@ def test_kafka_config_is_a_single_kraft_node_on_loopback(paths: StackPaths) -> N
     assert props["log.dirs"] == str(paths.state / "kafka" / "data")
     for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
         assert props[key] == "1"
+
+
+def test_kafka_sasl_listener_authenticates_with_scram(paths: StackPaths) -> None:
+    kafka = Kafka(paths, port=19092, controller_port=19093, sasl_port=19094)
+    props = dict(line.split("=", 1) for line in kafka.server_properties().splitlines() if line)
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+    )
+    assert "SASL_PLAINTEXT:SASL_PLAINTEXT" in props["listener.security.protocol.map"]
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert kafka.sasl_bootstrap_servers == "127.0.0.1:19094"
+
+
+def test_the_driver_uses_the_class_archive_only_once_it_exists(paths: StackPaths) -> None:
+    archive = class_archive_path(paths)
+    assert archive.parent == paths.cache / "spark-cds"
+    assert class_archive_options(paths) == {}
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"")
+    assert class_archive_options(paths) == {
+        "spark.driver.extraJavaOptions": f"-XX:SharedArchiveFile={archive}"
+    }
 
 
 def test_kafka_cluster_id_is_22_char_urlsafe_base64() -> None:

@@ -79,11 +79,13 @@ def cmd_install(args: argparse.Namespace) -> int:
     """Fetch and build every pinned artifact into the cache, so later starts are offline."""
     from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS, go_binaries, maven_jars
     from pagestream.stack.crds import upstream_crds
+    from pagestream.stack.spark import build_class_archive
 
     paths = StackPaths.default()
     steps = [
         ("Kafka broker jars", lambda: maven_jars(paths.cache, "kafka")),
         ("Spark connector jars", lambda: maven_jars(paths.cache, "spark")),
+        ("Spark driver class-data archive", lambda: build_class_archive(paths)),
     ]
     if args.kube:
         steps += [

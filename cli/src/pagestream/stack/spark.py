@@ -1,10 +1,18 @@
-"""Spark in local mode with the Kafka connector and JDBC driver fetched ahead of time."""
+"""Spark in local mode with the Kafka connector and JDBC driver fetched ahead of time, and a
+class-data archive of the driver JVM so it starts faster."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from pagestream.stack.artifacts import classpath, maven_jars
+from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
 
 
@@ -13,11 +21,41 @@ def spark_connector_jars(paths: StackPaths) -> list[Path]:
     return classpath(maven_jars(paths.cache, "spark"))
 
 
+def class_archive_path(paths: StackPaths) -> Path:
+    """Where the driver JVM's class-data (AppCDS) archive lives, keyed by what it depends on:
+    the Java runtime and the jars pyspark puts on the classpath. Another key means another
+    file, so a stale archive is never offered to a JVM."""
+    # Found without importing pyspark: this runs in every CLI command that starts a job.
+    spec = importlib.util.find_spec("pyspark")
+    jars = Path(spec.origin).parent / "jars" if spec and spec.origin else Path("jars")
+    java = Path(os.path.realpath(shutil.which("java") or "java"))
+    stat = java.stat() if java.exists() else None
+    key = "\n".join(
+        [
+            str(java),
+            f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "",
+            *sorted(p.name for p in jars.glob("*.jar")),
+        ]
+    )
+    return paths.cache / "spark-cds" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def class_archive_options(paths: StackPaths) -> dict[str, str]:
+    """The driver JVM maps its classes from the archive when there is one, instead of loading,
+    verifying and linking them one by one: ~5 s less JVM CPU per job start on this 2-core
+    machine (docs/streaming-job.md, Performance)."""
+    archive = class_archive_path(paths)
+    if not archive.exists():
+        return {}
+    return {"spark.driver.extraJavaOptions": f"-XX:SharedArchiveFile={archive}"}
+
+
 def local_spark_conf(
     paths: StackPaths, *, cores: int = 2, driver_memory: str = "2g"
 ) -> dict[str, str]:
     scratch = paths.component_dir("spark")
     return {
+        **class_archive_options(paths),
         "spark.master": f"local[{cores}]",
         "spark.driver.memory": driver_memory,
         "spark.jars": ",".join(str(j) for j in spark_connector_jars(paths)),
@@ -73,3 +111,79 @@ def job_environment(
         "PYSPARK_SUBMIT_ARGS": shlex.join([*args, "pyspark-shell"]),
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
+
+
+def build_class_archive(paths: StackPaths) -> Path:
+    """Create the driver JVM's class-data archive unless it exists: a short local Spark run
+    exercising what the job uses (a Python pass over Arrow, a collect to Arrow, a streaming
+    query with foreachBatch), dumped when its JVM exits. Written aside and renamed, so a
+    half-written archive is never used."""
+    archive = class_archive_path(paths)
+    if archive.exists():
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(f"{archive.stem}.{os.getpid()}.partial")
+    run = subprocess.run(
+        [sys.executable, "-m", "pagestream.stack.spark", str(paths.cache), str(partial)],
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0 or not partial.exists():
+        partial.unlink(missing_ok=True)
+        raise StackError(
+            f"building the Spark class-data archive failed (exit {run.returncode}):\n"
+            + "\n".join((run.stdout + run.stderr).splitlines()[-30:]),
+            hint="the job still runs without it, only slower to start; fix the error and rerun "
+            "`uv run pagestream install`",
+        )
+    partial.replace(archive)
+    for stale in archive.parent.glob("*.jsa"):  # 150 MB each, for runtimes no longer here
+        if stale != archive:
+            stale.unlink(missing_ok=True)
+    return archive
+
+
+def _exercise_and_dump(cache: Path, partial: Path) -> None:
+    import logging
+    import tempfile
+
+    from pyspark.sql import SparkSession
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as state:
+        paths = StackPaths(cache=cache, state=Path(state))
+        conf = local_spark_conf(paths)
+        # Signed jars and old class files are left out of the archive, one warning each.
+        conf["spark.driver.extraJavaOptions"] = (
+            f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
+        )
+        builder = SparkSession.builder.appName("pagestream-class-archive")
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+
+        def passthrough(batches):  # type: ignore[no-untyped-def]
+            yield from batches
+
+        spark.range(1000).mapInArrow(passthrough, "id long").toArrow()
+        query = (
+            spark.readStream.format("rate")
+            .option("rowsPerSecond", 100)
+            .load()
+            .writeStream.foreachBatch(lambda df, _: df.toArrow())
+            .option("checkpointLocation", str(Path(state) / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination(120)
+        jvm = spark.sparkContext._gateway.proc  # type: ignore[union-attr]
+        spark.stop()
+        # The JVM exits when its stdin closes, and writes the archive on the way out.
+        jvm.stdin.close()
+        jvm.wait(timeout=300)
+
+
+if __name__ == "__main__":
+    _exercise_and_dump(Path(sys.argv[1]), Path(sys.argv[2]))
