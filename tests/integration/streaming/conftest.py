@@ -23,7 +23,13 @@ from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
 from pagestream.stack.spark import job_environment
 
+from .dataset import GroundTruth
+
 PII_KEY = "test-pii-key"
+ACCOUNTING = (
+    "SELECT sum(consumed), sum(page_views), sum(other_events), sum(duplicates),"
+    " sum(dead_lettered), sum(bots) FROM batch_commits"
+)
 
 
 def create_topic(kafka: Kafka, partitions: int = 3) -> str:
@@ -128,6 +134,25 @@ class JobRun:
             rows = cur.fetchall()
         conn.close()
         return rows
+
+    def assert_stored_exactly_once(self, truth: GroundTruth) -> None:
+        """Every record accounted for once, as the ground truth says; no page view stored
+        twice; the hourly total equal to the facts."""
+        views = len(truth.page_views)
+        assert self.query(ACCOUNTING)[0] == (
+            truth.consumed,
+            views,
+            truth.other_events,
+            truth.duplicates,
+            sum(truth.dead_letters.values()),
+            truth.bots,
+        )
+        distinct = "SELECT count(*), count(DISTINCT event_id) FROM fact_page_views"
+        assert self.query(distinct)[0] == (views, views)
+        hourly = (
+            "SELECT sum(views) FROM agg_page_views WHERE grain = 'hour' AND dimension = 'total'"
+        )
+        assert self.query(hourly)[0][0] == views
 
     def wait_consumed(
         self, expected: int, timeout: float = 300, proc: subprocess.Popen[bytes] | None = None

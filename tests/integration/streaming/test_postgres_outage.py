@@ -61,23 +61,6 @@ def test_job_rides_out_a_postgres_restart_without_losing_or_doubling_a_record(
 
         log = (stack_paths.logs / f"job-{run.schema}.log").read_text()
         assert "PostgreSQL connection failed during batch" in log
-        assert run.query(
-            "SELECT sum(consumed), sum(page_views), sum(other_events), sum(duplicates),"
-            " sum(dead_lettered), sum(bots) FROM batch_commits"
-        )[0] == (
-            len(records),
-            len(truth.page_views),
-            truth.other_events,
-            truth.duplicates,
-            sum(truth.dead_letters.values()),
-            truth.bots,
-        )
-        assert run.query("SELECT count(*), count(DISTINCT event_id) FROM fact_page_views")[0] == (
-            len(truth.page_views),
-            len(truth.page_views),
-        )
-        assert run.query(
-            "SELECT sum(views) FROM agg_page_views WHERE grain = 'hour' AND dimension = 'total'"
-        )[0][0] == len(truth.page_views)
+        run.assert_stored_exactly_once(truth)
     finally:
         stop_all(run)
