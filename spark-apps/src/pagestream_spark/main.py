@@ -171,7 +171,7 @@ class StreamingJob:
                 ).format(sql.Identifier(self.config.postgres_schema)),
                 (self.config.report_timezone,),
             )
-        with conn, conn.cursor() as cur:
+            # A restarted job's event-time watermark starts from what is stored.
             cur.execute(
                 sql.SQL(
                     "SELECT extract(epoch FROM max(event_time)) FROM {}.fact_page_views"

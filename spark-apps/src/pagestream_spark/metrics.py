@@ -83,7 +83,7 @@ class JobMetrics:
         pipeline: str,
         registry: CollectorRegistry | None = None,
         *,
-        watermark_delay_seconds: float = 7200.0,
+        watermark_delay_seconds: float,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.pipeline = pipeline

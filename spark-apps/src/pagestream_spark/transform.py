@@ -117,9 +117,9 @@ def prepare_batches(
     anonymize_ip: bool,
     hash_email: bool,
 ) -> Iterator[pa.RecordBatch]:
-    """The ``mapInArrow`` body: classify, then enrich. Only the enrichment's inputs go through
-    pandas; everything else stays Arrow (pandas conversion of a batch cost more than its
-    validation)."""
+    """Classify, then enrich: the first half of ``packed_sink_batches``. Only the enrichment's
+    inputs go through pandas; everything else stays Arrow (pandas conversion of a batch cost
+    more than its validation)."""
     for raw in batches:
         columns = classify_arrays(raw, now)
         inputs = pd.DataFrame(

@@ -174,6 +174,19 @@ class JobRun:
         raise AssertionError(f"only {consumed} of {expected} records consumed after {timeout}s")
 
 
+def own_kafka_broker(paths: StackPaths, name: str, **options: object) -> Kafka:
+    """A started Kafka broker of a test's own (to stop, or to configure unlike the shared
+    one), with its state under ``<state>/<name>``."""
+    broker = Kafka(
+        StackPaths(cache=paths.cache, state=paths.state / name),
+        port=free_port(),
+        controller_port=free_port(),
+        **options,  # type: ignore[arg-type]
+    )
+    broker.start()
+    return broker
+
+
 def new_job_run(kafka: Kafka, postgres: Postgres, paths: StackPaths) -> JobRun:
     """A pipeline of its own: fresh topic, PostgreSQL schema and checkpoint."""
     schema = f"t_{uuid.uuid4().hex[:8]}"

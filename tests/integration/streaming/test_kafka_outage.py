@@ -14,9 +14,8 @@ import pytest
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import Postgres
-from pagestream.stack.process import free_port
 
-from .conftest import JobRun, create_topic, produce, stop_all
+from .conftest import new_job_run, own_kafka_broker, produce, stop_all
 from .dataset import build_dataset, ground_truth
 
 # Long enough for several micro-batches to come due without a broker.
@@ -25,9 +24,7 @@ OUTAGE_SECONDS = 15
 
 @pytest.fixture
 def own_kafka(stack_paths: StackPaths) -> Iterator[Kafka]:
-    paths = StackPaths(cache=stack_paths.cache, state=stack_paths.state / "kafka-outage")
-    broker = Kafka(paths, port=free_port(), controller_port=free_port())
-    broker.start()
+    broker = own_kafka_broker(stack_paths, "kafka-outage")
     yield broker
     broker.stop()
 
@@ -40,14 +37,7 @@ def test_job_rides_out_a_kafka_restart_without_losing_or_doubling_a_record(
     truth = ground_truth(dataset, now)
     records = [(r.key, r.value) for r in dataset.records]
     half = len(records) // 2
-    run = JobRun(
-        own_kafka,
-        postgres,
-        stack_paths,
-        create_topic(own_kafka),
-        f"kafka_outage_{now}",
-        stack_paths.state / "checkpoints" / f"kafka-outage-{now}",
-    )
+    run = new_job_run(own_kafka, postgres, stack_paths)
     try:
         proc = run.start(**{"max-offsets-per-trigger": "500"})
         produce(own_kafka, run.topic, records[:half])

@@ -16,7 +16,7 @@ from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
 
-from .conftest import JobRun, create_topic, produce, stop_all
+from .conftest import JobRun, new_job_run, own_kafka_broker, produce, stop_all
 from .dataset import build_dataset, ground_truth
 
 USER = "pagestream-job"
@@ -25,34 +25,19 @@ PASSWORD = "scram-test-password-7f3a"
 
 @pytest.fixture(scope="module")
 def scram_kafka(stack_paths: StackPaths) -> Iterator[Kafka]:
-    paths = StackPaths(cache=stack_paths.cache, state=stack_paths.state / "kafka-scram")
-    broker = Kafka(
-        paths,
-        port=free_port(),
-        controller_port=free_port(),
-        sasl_port=free_port(),
-        scram_users={USER: PASSWORD},
+    broker = own_kafka_broker(
+        stack_paths, "kafka-scram", sasl_port=free_port(), scram_users={USER: PASSWORD}
     )
-    broker.start()
     yield broker
     broker.stop()
 
 
-def scram_run(
-    kafka: Kafka, postgres: Postgres, paths: StackPaths, password_file: Path, name: str
-) -> JobRun:
-    run = JobRun(
-        kafka,
-        postgres,
-        paths,
-        create_topic(kafka),
-        f"sasl_{name}_{int(time.time())}",
-        paths.state / "checkpoints" / f"sasl-{name}-{int(time.time())}",
-        env={
-            "PAGESTREAM_KAFKA_SASL_USERNAME": USER,
-            "PAGESTREAM_KAFKA_SASL_PASSWORD_FILE": str(password_file),
-        },
-    )
+def scram_run(kafka: Kafka, postgres: Postgres, paths: StackPaths, password_file: Path) -> JobRun:
+    run = new_job_run(kafka, postgres, paths)
+    run.env = {
+        "PAGESTREAM_KAFKA_SASL_USERNAME": USER,
+        "PAGESTREAM_KAFKA_SASL_PASSWORD_FILE": str(password_file),
+    }
     return run
 
 
@@ -70,7 +55,7 @@ def test_job_reads_through_scram_with_credentials_from_a_file(
 ) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
-    run = scram_run(scram_kafka, postgres, stack_paths, password_file, "ok")
+    run = scram_run(scram_kafka, postgres, stack_paths, password_file)
     now = int(time.time())
     dataset = build_dataset(seed=31, valid_events=300, now=now)
     truth = ground_truth(dataset, now)
@@ -100,7 +85,7 @@ def test_wrong_password_fails_the_job_with_an_authentication_error(
 ) -> None:
     password_file = tmp_path / "password"
     password_file.write_text("not-the-password")
-    run = scram_run(scram_kafka, postgres, stack_paths, password_file, "bad")
+    run = scram_run(scram_kafka, postgres, stack_paths, password_file)
     produce(scram_kafka, run.topic, [(None, b'{"id": "x"}')])
     try:
         proc = run.start(**sasl_flags(scram_kafka))

@@ -17,7 +17,7 @@ from pagestream.stack.paths import StackPaths, default_cache_dir
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.stack import LocalStack
 
-from .conftest import JobRun, create_topic, produce, stop_all
+from .conftest import new_job_run, produce, stop_all
 from .dataset import build_dataset, ground_truth
 
 
@@ -39,14 +39,7 @@ def test_job_rides_out_a_postgres_restart_without_losing_or_doubling_a_record(
     truth = ground_truth(dataset, now)
     records = [(r.key, r.value) for r in dataset.records]
     half = len(records) // 2
-    run = JobRun(
-        kafka,
-        server,
-        stack_paths,
-        create_topic(kafka),
-        "outage",
-        stack_paths.state / "checkpoints" / f"outage-{now}",
-    )
+    run = new_job_run(kafka, server, stack_paths)
     try:
         proc = run.start(**{"max-offsets-per-trigger": "500"})
         produce(kafka, run.topic, records[:half])

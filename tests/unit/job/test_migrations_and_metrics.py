@@ -19,7 +19,7 @@ def test_migrations_are_numbered_without_gaps_and_named() -> None:
 
 
 def test_freshness_histogram_takes_whole_arrays() -> None:
-    metrics = JobMetrics("demo")
+    metrics = JobMetrics("demo", watermark_delay_seconds=7200)
     metrics.freshness.observe_many(np.array([0.1, 0.3, 1.5, 1.5, 7200.0, 1e9]))
     text = generate_latest(metrics.registry).decode()
     assert 'pagestream_job_freshness_seconds_bucket{le="0.25",pipeline="demo"} 1.0' in text
@@ -30,7 +30,7 @@ def test_freshness_histogram_takes_whole_arrays() -> None:
 
 
 def test_every_outcome_and_reason_series_exists_from_the_start() -> None:
-    text = generate_latest(JobMetrics("demo").registry).decode()
+    text = generate_latest(JobMetrics("demo", watermark_delay_seconds=7200).registry).decode()
     for outcome in ("stored", "duplicate", "dead_letter", "bot"):
         assert f'pagestream_job_records_total{{outcome="{outcome}",pipeline="demo"}} 0.0' in text
     for reason in ("oversize", "parse_error", "schema_violation", "invalid_timestamp"):
@@ -38,7 +38,7 @@ def test_every_outcome_and_reason_series_exists_from_the_start() -> None:
 
 
 def test_progress_updates_rates_lag_and_batch_duration() -> None:
-    metrics = JobMetrics("demo")
+    metrics = JobMetrics("demo", watermark_delay_seconds=7200)
     metrics.record_progress(
         {
             "numInputRows": 500,

@@ -146,23 +146,15 @@ def build_class_archive(paths: StackPaths) -> Path:
 
 
 def _exercise_and_dump(cache: Path, partial: Path) -> None:
-    import logging
     import tempfile
 
-    from pyspark.sql import SparkSession
-
-    logging.getLogger("py4j").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as state:
         paths = StackPaths(cache=cache, state=Path(state))
-        conf = local_spark_conf(paths)
         # Signed jars and old class files are left out of the archive, one warning each.
-        conf["spark.driver.extraJavaOptions"] = (
-            f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
+        java_options = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
+        spark = local_spark_session(
+            paths, "pagestream-class-archive", **{"spark.driver.extraJavaOptions": java_options}
         )
-        builder = SparkSession.builder.appName("pagestream-class-archive")
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
 
         def passthrough(batches):  # type: ignore[no-untyped-def]
             yield from batches
