@@ -1,0 +1,123 @@
+"""Image tags (pagestream.stack.images.component_tag) are digests of what a build reads: the
+same inputs give the same tag, a change reaches only the images that COPY it, and what the
+Dockerfile.dockerignore drops changes nothing. Pure: no buildah, no image is built."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pagestream.stack import images
+from pagestream.stack.paths import REPO_ROOT
+
+# What the Dockerfiles and their bases read, copied so that a test can change it.
+INPUTS = [
+    "images",
+    "pyproject.toml",
+    "uv.lock",
+    "dev/bootstrap.sh",
+    "cli/pyproject.toml",
+    "libs/common",
+    "operator",
+    "simulator",
+    "spark-apps",
+    "tools/maven/spark",
+]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for item in INPUTS:
+        src, dst = REPO_ROOT / item, root / item
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+        else:
+            shutil.copy2(src, dst)
+    return root
+
+
+def tags(root: Path) -> dict[str, str]:
+    return {c: images.component_tag(c, root=root) for c in images.COMPONENTS}
+
+
+def test_unchanged_inputs_give_the_same_tags(repo: Path) -> None:
+    first = tags(repo)
+    assert tags(repo) == first
+    # Only what the build reads counts, not where the checkout is.
+    assert tags(REPO_ROOT) == first
+    assert len(set(first.values())) == len(first)
+    ref = images.ImageRef(images.image_name("operator"), first["operator"])
+    assert ref.reference == f"localhost/pagestream-operator:{first['operator']}"
+
+
+def test_a_change_under_operator_src_changes_only_the_operator_tag(repo: Path) -> None:
+    before = tags(repo)
+    source = next((repo / "operator/src").rglob("*.py"))
+    source.write_text(source.read_text() + "\n# changed\n")
+    after = tags(repo)
+    assert after["operator"] != before["operator"]
+    assert {c: t for c, t in after.items() if c != "operator"} == {
+        c: t for c, t in before.items() if c != "operator"
+    }
+
+
+def test_a_change_to_shared_inputs_changes_every_image_that_copies_them(repo: Path) -> None:
+    before = tags(repo)
+    common = next((repo / "libs/common/src").rglob("*.py"))
+    common.write_text(common.read_text() + "\n# changed\n")
+    after = tags(repo)
+    assert all(after[c] != before[c] for c in images.COMPONENTS)
+
+
+def test_files_the_dockerignore_drops_or_no_copy_takes_change_nothing(repo: Path) -> None:
+    before = tags(repo)
+    for folder in ("operator/src/pagestream_operator", "libs/common/src/pagestream_common"):
+        cache = repo / folder / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        (cache / "render.cpython-311.pyc").write_bytes(b"\x00compiled")
+    (repo / "operator/NOTES.md").write_text("not in any image\n")
+    (repo / "spark-apps/tests").mkdir(exist_ok=True)
+    (repo / "spark-apps/tests/test_new.py").write_text("def test(): pass\n")
+    assert tags(repo) == before
+
+
+def test_a_changed_base_changes_the_images_built_on_it(repo: Path) -> None:
+    before = tags(repo)
+    python_base = repo / "images/base/python/Dockerfile"
+    python_base.write_text(python_base.read_text() + "LABEL changed=1\n")
+    after = tags(repo)
+    assert after["operator"] != before["operator"]
+    assert after["simulator"] != before["simulator"]
+    assert after["spark"] == before["spark"]  # built on the Spark and Maven bases
+    debian = repo / "images/base/debian/Dockerfile"
+    debian.write_text(debian.read_text() + "LABEL changed=1\n")
+    assert all(tags(repo)[c] != after[c] for c in images.COMPONENTS)
+
+
+def test_the_local_bases_are_selected_by_build_args_only(repo: Path) -> None:
+    args = images.component_build_args("spark", root=repo)
+    assert set(args) == {"SPARK_IMAGE", "MAVEN_IMAGE", "UV_IMAGE", "UV_PYTHON_PREFERENCE"}
+    assert all(v.startswith("localhost/pagestream-base-") for k, v in args.items() if "IMAGE" in k)
+    assert set(images.component_build_args("operator", root=repo)) == {"PYTHON_IMAGE", "UV_IMAGE"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("README.md", True),
+        ("pyproject.toml", False),
+        ("operator/src/pagestream_operator/render.py", False),
+        ("operator/src/pagestream_operator/__pycache__/render.cpython-311.pyc", True),
+        ("operator/tests/test_x.py", True),
+        ("spark-apps/main.py", False),
+        ("tools/maven/spark/pom.xml", False),
+        ("tools/maven/kafka/pom.xml", True),
+    ],
+)
+def test_dockerignore_follows_docker_rules(path: str, expected: bool) -> None:
+    ignore = images.DockerIgnore.read(REPO_ROOT / "images/operator/Dockerfile.dockerignore")
+    assert ignore.ignored(path) is expected
