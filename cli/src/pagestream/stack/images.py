@@ -47,7 +47,7 @@ COMPONENTS = ("operator", "simulator", "spark")
 
 DEBIAN_SUITE = "bookworm"
 # Bump when the rootfs recipe below changes (what debootstrap gets, what the tar leaves out).
-DEBIAN_RECIPE = f"debootstrap --variant=minbase {DEBIAN_SUITE}; host apt sources; slim; v2"
+DEBIAN_RECIPE = f"debootstrap --variant=minbase {DEBIAN_SUITE}; host apt sources; slim; v3"
 # Like Debian's -slim images: no documentation, manual pages or translations, now or later.
 _DPKG_SLIM = """\
 path-exclude /usr/share/doc/*
@@ -62,6 +62,8 @@ _APT_CONF = """\
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Languages "none";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
 """
 
 # The build arguments of the project Dockerfiles that name a base, and the local base each one
@@ -456,20 +458,31 @@ class ImageBuilder:
         self.tmp = self.root / "tmp"
         self.archives = paths.cache / "images"
         self.debian_dir = paths.cache / "debian"
+        self._lock_depth = 0
 
     # -- buildah plumbing
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """One pagestream buildah at a time on this storage (each has its own run root)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            # Whatever an interrupted build left in the temporary folder is nobody's now.
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        """One pagestream buildah at a time on this storage, across processes (each buildah
+        has its own run root, so they must not overlap). Reentrant within one builder."""
+        if self._lock_depth:
+            self._lock_depth += 1
             try:
                 yield
             finally:
+                self._lock_depth -= 1
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                # Whatever an interrupted build left in the temporary folder is nobody's now.
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                yield
+            finally:
+                self._lock_depth = 0
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _argv(self, args: Sequence[str]) -> list[str]:
@@ -507,6 +520,10 @@ class ImageBuilder:
 
     def _buildah(self, args: Sequence[str], *, what: str, log_name: str | None = None) -> str:
         """Run buildah; its output goes to a log file (for builds) or is returned."""
+        with self._locked():
+            return self._buildah_locked(args, what=what, log_name=log_name)
+
+    def _buildah_locked(self, args: Sequence[str], *, what: str, log_name: str | None) -> str:
         argv = self._argv(args)
         log.info("%s: buildah %s", what, " ".join(args))
         if log_name is None:
@@ -538,8 +555,9 @@ class ImageBuilder:
         return ""
 
     def exists(self, ref: ImageRef) -> bool:
-        argv = self._argv(["inspect", "--type", "image", ref.reference])
-        proc = subprocess.run(argv, capture_output=True, env=self._env(), check=False)
+        with self._locked():
+            argv = self._argv(["inspect", "--type", "image", ref.reference])
+            proc = subprocess.run(argv, capture_output=True, env=self._env(), check=False)
         return proc.returncode == 0
 
     def _build(
@@ -595,6 +613,10 @@ class ImageBuilder:
 
     def run_in(self, ref: ImageRef, argv: Sequence[str], *, user: str | None = None) -> str:
         """Run ``argv`` (the entrypoint is not prepended) in a throwaway container of ``ref``."""
+        with self._locked():
+            return self._run_in_locked(ref, argv, user=user)
+
+    def _run_in_locked(self, ref: ImageRef, argv: Sequence[str], *, user: str | None) -> str:
         name = f"pagestream-check-{ref.name}-{os.getpid()}"
         if self._has_container(name):
             self._buildah(["rm", name], what="removing a stale check container")
@@ -709,6 +731,9 @@ class ImageBuilder:
                 capture_output=True,
             )
             os.replace(tmp_tar, final)
+            for stale in self.debian_dir.glob(f"{DEBIAN_SUITE}-minbase-*.tar"):
+                if stale != final:
+                    stale.unlink()  # an older recipe's
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("debian rootfs ready in %.1f s: %s", time.monotonic() - started, final)
@@ -848,6 +873,8 @@ class ImageBuilder:
         volumes = self._build_volumes(maven="maven" in bases)
         started = time.monotonic()
         with self._locked():
+            if self.exists(ref):  # another process built it meanwhile
+                return ref
             self._build(
                 ref,
                 dockerfile=dockerfile,
