@@ -120,6 +120,9 @@ def test_spark_image_bakes_what_the_operator_renders() -> None:
     args = dict(r.split("=", 1) for w, r in steps if w == "ARG" and "=" in r)
     assert args["SPARK_IMAGE"].startswith("apache/spark:4.2.0-")
     assert "python3" in args["SPARK_IMAGE"] and froms[-1] == "${SPARK_IMAGE}"
+    # On the official image the job's Python 3.11 is uv's own; only a build argument (the
+    # local Debian base, pagestream.stack.images) switches to the base's python3.
+    assert args["UV_PYTHON_PREFERENCE"] == "only-managed"
 
 
 @pytest.mark.parametrize("name", sorted(PACKAGES))
