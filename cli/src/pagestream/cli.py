@@ -237,6 +237,62 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node():  # type: ignore[no-untyped-def]
+    from pagestream.stack.node.node import LocalNode
+
+    return LocalNode(StackPaths.default())
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    """Start the single-node Kubernetes cluster (building what is missing), then its status."""
+    node = _node()
+    node.up(progress=_progress)
+    if args.images:
+        from pagestream.stack.images import COMPONENTS as IMAGE_COMPONENTS
+
+        node.load_components(IMAGE_COMPONENTS, progress=_progress)
+    return cmd_cluster_status(args)
+
+
+def cmd_cluster_down(args: argparse.Namespace) -> int:
+    node = _node()
+    node.down()
+    left = node.leftovers()
+    if left:
+        print("still on the machine after down:\n  " + "\n  ".join(left), file=sys.stderr)
+        return 1
+    print("node stopped; nothing of it is left running")
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    import json
+
+    node = _node()
+    if not node.running():
+        print("no node runs here: `pagestream cluster up` starts one")
+        return 3
+    status = node.status()
+    if getattr(args, "json", False):
+        print(json.dumps(status, indent=2))
+        return 0 if status["ready"] else 3
+    print(f"node        {status['node']}  {'Ready' if status['ready'] else 'NOT Ready'}")
+    print(f"api server  {status['server']}")
+    print(
+        f"kubeconfig  {status['kubeconfig']}  (export KUBECONFIG=... or `pagestream cluster kubeconfig`)"
+    )
+    print(f"memory      {status['memory_mib']} MiB (PSS of every node process and pod)")
+    for name, pid in status["processes"].items():
+        print(f"  {name:<24} {'pid ' + str(pid) if pid else 'not running'}")
+    print(f"logs        {status['logs']}")
+    return 0 if status["ready"] else 3
+
+
+def cmd_cluster_kubeconfig(args: argparse.Namespace) -> int:
+    print(_node().kubeconfig)
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     _platform().down(progress=_progress)
     print("local platform stopped; `pagestream up` resumes from the checkpoint")
@@ -360,6 +416,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_parser("env", help="shell exports for the running stack").set_defaults(
         func=cmd_stack_env
+    )
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="a real single-node Kubernetes cluster on this machine (pods, Services, DNS)",
+        description="etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, "
+        "the kubelet and kube-proxy in the node's own network and mount namespaces, built from "
+        "pinned sources; see docs/kubernetes.md.",
+    ).add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cup = cluster.add_parser("up", help="start the node (builds what is missing the first time)")
+    cup.add_argument(
+        "--images",
+        action="store_true",
+        help="also build pagestream's images and load them into the node",
+    )
+    cup.set_defaults(func=cmd_cluster_up)
+    cluster.add_parser(
+        "down", help="stop the node; no process, mount, namespace or cgroup is left"
+    ).set_defaults(func=cmd_cluster_down)
+    cstatus = cluster.add_parser("status", help="what runs, where the kubeconfig is, memory")
+    cstatus.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    cstatus.set_defaults(func=cmd_cluster_status)
+    cluster.add_parser("kubeconfig", help="print the path of the node's kubeconfig").set_defaults(
+        func=cmd_cluster_kubeconfig
     )
     return parser
 

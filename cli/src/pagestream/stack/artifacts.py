@@ -1,13 +1,14 @@
 """Pinned third-party artifacts, fetched or built once into the cache.
 
 Maven resolves the Kafka broker and the Spark connector jars from the poms in ``tools/maven``;
-Go builds kube-apiserver, etcd, kube-controller-manager and helm from the wrapper modules in
-``tools/go``. Every cache entry is keyed by a digest of its recipe, and is written to a
+Go builds the Kubernetes binaries (control plane, node, kubectl), etcd, CoreDNS and helm from
+the wrapper modules in ``tools/go``. Every cache entry is keyed by a digest of its recipe, and is written to a
 temporary folder first and renamed into place, so an interrupted fetch never looks complete.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -95,6 +96,8 @@ class GoToolset:
 
     name: str
     packages: tuple[str, ...]
+    # For binaries that run in an image with no C library (FROM scratch): no cgo.
+    static: bool = False
 
     @property
     def module_dir(self) -> Path:
@@ -132,7 +135,11 @@ class GoToolset:
 
     def cache_key(self) -> str:
         return content_key(
-            self.module_dir / "go.mod", self.module_dir / "go.sum", self.ldflags(), *self.packages
+            self.module_dir / "go.mod",
+            self.module_dir / "go.sum",
+            self.ldflags(),
+            *self.packages,
+            *(["CGO_ENABLED=0"] if self.static else []),
         )
 
 
@@ -142,8 +149,14 @@ K8S_TOOLS = GoToolset(
         "k8s.io/kubernetes/cmd/kube-apiserver",
         "k8s.io/kubernetes/cmd/kube-controller-manager",
         "go.etcd.io/etcd/server/v3",
+        # The node (pagestream.stack.node): one build, so every binary is of the same version.
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        "k8s.io/kubernetes/cmd/kubelet",
+        "k8s.io/kubernetes/cmd/kube-proxy",
+        "k8s.io/kubernetes/cmd/kubectl",
     ),
 )
+COREDNS_TOOLS = GoToolset("coredns", ("github.com/coredns/coredns",), static=True)
 HELM_TOOLS = GoToolset("helm", ("helm.sh/helm/v3/cmd/helm",))
 
 
@@ -156,6 +169,8 @@ def go_binaries(cache: Path, toolset: GoToolset) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{toolset.name}-", dir=final.parent))
     env = dict(os.environ, GOFLAGS="-buildvcs=false")
+    if toolset.static:
+        env["CGO_ENABLED"] = "0"
     _run(
         [go, "build", "-ldflags", toolset.ldflags(), "-o", str(tmp) + "/", *toolset.packages],
         what=f"building {toolset.name} tools with Go (10-20 minutes the first time)",
@@ -169,3 +184,45 @@ def go_binaries(cache: Path, toolset: GoToolset) -> Path:
     (tmp / ".complete").write_text("")
     _publish(tmp, final)
     return final
+
+
+def pause_binary(cache: Path) -> Path:
+    """The pod sandbox's pause process: Kubernetes' own ``build/pause/linux/pause.c`` from the
+    pinned k8s.io/kubernetes module, compiled static (no registry image is needed for it)."""
+    version = K8S_TOOLS.required_version("k8s.io/kubernetes")
+    final = cache / "pause" / f"pause-{version}"
+    if (final / ".complete").exists():
+        return final / "pause"
+    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
+    gcc = _require("gcc", "install gcc (Debian package `gcc`) or run `make bootstrap`")
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        cwd=K8S_TOOLS.module_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise StackError(
+            f"go mod download k8s.io/kubernetes@{version} failed: {proc.stdout}{proc.stderr}",
+            hint="check that the Go module proxy is reachable, then run `make bootstrap` again",
+        )
+    source = Path(json.loads(proc.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pause-", dir=final.parent))
+    _run(
+        [
+            gcc,
+            "-Os",
+            "-static",
+            "-Wall",
+            f"-DVERSION={version}",
+            "-o",
+            str(tmp / "pause"),
+            str(source),
+        ],
+        what="compiling the pause binary",
+    )
+    (tmp / ".complete").write_text("")
+    _publish(tmp, final)
+    return final / "pause"

@@ -6,8 +6,6 @@ brings garbage collection of owner-referenced objects and namespace deletion.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import ssl
@@ -21,114 +19,10 @@ import yaml
 
 from pagestream.stack.artifacts import K8S_TOOLS, go_binaries
 from pagestream.stack.paths import StackPaths
+from pagestream.stack.pki import ClientCert, write_pki
 from pagestream.stack.process import ManagedProcess, port_open, wait_until
 
 ADMIN_USER = "pagestream-admin"
-
-
-# --- certificates ----------------------------------------------------------------------------
-
-
-def _write_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving cert, an admin client cert and the service-account keys."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    pki.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    later = now + dt.timedelta(days=365)
-
-    def key_pem(key: Any) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def name(cn: str, org: str | None = None) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-        if org:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-        return x509.Name(attrs)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("pagestream-local-ca"))
-        .issuer_name(name("pagestream-local-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def leaf(
-        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
-    ) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(later)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
-
-    serving = leaf(
-        name("kube-apiserver"),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes"),
-            x509.DNSName("kubernetes.default"),
-            x509.DNSName("kubernetes.default.svc"),
-        ],
-    )
-    admin = leaf(name(ADMIN_USER, "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, [])
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    files = {
-        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
-        "apiserver.crt": serving[0],
-        "apiserver.key": serving[1],
-        "admin.crt": admin[0],
-        "admin.key": admin[1],
-        "sa.key": key_pem(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    }
-    for filename, data in files.items():
-        (pki / filename).write_bytes(data)
-        (pki / filename).chmod(0o600)
-    (pki / ".complete").write_text("")
 
 
 # --- the control plane -----------------------------------------------------------------------
@@ -174,7 +68,18 @@ class KubeControlPlane:
         bins = self.ensure_installed()
         self.home.mkdir(parents=True, exist_ok=True)
         if not (self.pki / ".complete").exists():
-            _write_pki(self.pki)
+            write_pki(
+                self.pki,
+                serving_sans=(
+                    "127.0.0.1",
+                    "10.0.0.1",
+                    "localhost",
+                    "kubernetes",
+                    "kubernetes.default",
+                    "kubernetes.default.svc",
+                ),
+                clients=(ClientCert("admin", ADMIN_USER, "system:masters"),),
+            )
         self._write_kubeconfig()
         self._start_etcd(bins, timeout)
         self._start_apiserver(bins, timeout)

@@ -1,0 +1,1 @@
+"""A real single-node Kubernetes cluster on this machine (``pagestream cluster``)."""
