@@ -445,6 +445,7 @@ def uv_cache_dir(uv: Path) -> Path:
 
 # A private mount namespace, with a tmpfs as buildah's run root: whatever buildah mounts or
 # leaves in its run root ends with the namespace.
+_WORKING_CONTAINER = re.compile(r"-working-container(-\d+)?$")
 _NAMESPACE_SCRIPT = 'mount -t tmpfs -o mode=0700 pagestream-buildah "$0" && exec "$@"'
 
 
@@ -578,6 +579,7 @@ class ImageBuilder:
             "host",
             "--pull=never",
             "--layers",
+            "--force-rm",  # no working container is left behind by a failed step either
             "-f",
             str(dockerfile),
             "-t",
@@ -593,7 +595,15 @@ class ImageBuilder:
             args += ["--volume", f"{host}:{inside}"]
         args.append(str(context))
         started = time.monotonic()
-        self._buildah(args, what=f"building {ref.reference}", log_name=ref.name)
+        with self._locked():
+            try:
+                self._buildah(args, what=f"building {ref.reference}", log_name=ref.name)
+            finally:
+                # buildah 1.28 keeps the working container of a stage that is only a FROM (the
+                # `uv` stages): under the lock, any such container is a build's leftover.
+                left = [c for c in self._containers() if _WORKING_CONTAINER.search(c)]
+                if left:
+                    self._buildah(["rm", *left], what="removing leftover build containers")
         log.info("built %s in %.1f s", ref.reference, time.monotonic() - started)
 
     @contextlib.contextmanager
@@ -618,8 +628,10 @@ class ImageBuilder:
 
     def _run_in_locked(self, ref: ImageRef, argv: Sequence[str], *, user: str | None) -> str:
         name = f"pagestream-check-{ref.name}-{os.getpid()}"
-        if self._has_container(name):
-            self._buildah(["rm", name], what="removing a stale check container")
+        # Under the lock no other check runs: any check container left is a killed run's.
+        stale = [c for c in self._containers() if c.startswith("pagestream-check-")]
+        if stale:
+            self._buildah(["rm", *stale], what="removing stale check containers")
         self._buildah(["from", "--pull=never", "--name", name, ref.reference], what="creating")
         try:
             # A private UTS namespace named localhost, so the name resolves (as a pod's does).
@@ -630,9 +642,9 @@ class ImageBuilder:
         finally:
             self._buildah(["rm", name], what="removing the check container")
 
-    def _has_container(self, name: str) -> bool:
+    def _containers(self) -> list[str]:
         out = self._buildah(["containers", "--format", "{{.ContainerName}}"], what="listing")
-        return name in out.split()
+        return out.split()
 
     def check(self, ref: ImageRef, checks: Sequence[Sequence[str]]) -> None:
         """Each check's argv runs after the image's entrypoint, as the image's own user,
@@ -916,6 +928,23 @@ class ImageBuilder:
                 (context / "Dockerfile").write_text("\n".join(lines) + "\n")
                 self._build(ref, dockerfile=context / "Dockerfile", context=context)
         return ref
+
+    def prune(self) -> list[str]:
+        """Remove the components' and bases' images (and archives) of tags that are no
+        longer current; other images (``build_scratch``'s) and the layer cache are kept."""
+        current = {image_name(c): component_tag(c) for c in COMPONENTS}
+        current |= {base_image_name(b): base_tag(b) for b in BASE_PARENTS}
+        out = self._buildah(["images", "--format", "{{.Name}}:{{.Tag}}"], what="listing")
+        stale = []
+        for line in out.split():
+            repo, _, tag = line.rpartition(":")
+            name = repo.removeprefix(f"{REGISTRY}/")
+            if name in current and tag != current[name]:
+                stale.append(line)
+                (self.archives / f"{name}_{tag}.tar").unlink(missing_ok=True)
+        if stale:
+            self._buildah(["rmi", *stale], what="removing stale images")
+        return stale
 
     def archive(self, ref: ImageRef) -> Path:
         """A docker-archive tar of ``ref`` that ``ctr -n k8s.io images import`` loads under the
