@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything pagestream needs on a fresh Debian machine, idempotently:
 #   system packages (PostgreSQL 15, Prometheus), uv, the locked Python environment,
-#   the pinned Kafka/Spark jars (Maven), a class-data archive of Spark's JVM and, with --kube, kube-apiserver/etcd/helm (Go);
+#   the pinned Kafka/Spark jars (Maven), a class-data archive of Spark's JVM and, with --kube, the
+#   Kubernetes binaries, etcd, CoreDNS and helm (Go), the local node's runtime (containerd, runc,
+#   CNI plugins, iptables from Debian) and pagestream's images (buildah on debootstrap bases);
 #   with --browser, Chromium (the tests open the HTML dashboard snapshot in it, headless).
 # Downloads and builds are cached under ~/.cache/pagestream (PAGESTREAM_CACHE_DIR).
 set -euo pipefail
@@ -36,6 +38,14 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 if [ "$want_browser" = 1 ]; then
   command -v chromium >/dev/null || missing+=(chromium)
+fi
+if [ "$want_kube" = 1 ]; then
+  # The local node (pagestream cluster) and its daemonless image builds.
+  for tool in containerd runc iptables conntrack debootstrap buildah gcc; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+  done
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v ip >/dev/null || missing+=(iproute2)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"

@@ -77,7 +77,14 @@ def cmd_stack_env(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     """Fetch and build every pinned artifact into the cache, so later starts are offline."""
-    from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS, go_binaries, maven_jars
+    from pagestream.stack.artifacts import (
+        COREDNS_TOOLS,
+        HELM_TOOLS,
+        K8S_TOOLS,
+        go_binaries,
+        maven_jars,
+        pause_binary,
+    )
     from pagestream.stack.crds import upstream_crds
     from pagestream.stack.spark import build_class_archive
 
@@ -90,20 +97,31 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.kube:
         steps += [
             (
-                "kube-apiserver, etcd, kube-controller-manager",
+                "Kubernetes (control plane, kubelet, kube-proxy, kubectl) and etcd",
                 lambda: go_binaries(paths.cache, K8S_TOOLS),
             ),
+            ("CoreDNS", lambda: go_binaries(paths.cache, COREDNS_TOOLS)),
+            ("the pod sandbox's pause binary", lambda: pause_binary(paths.cache)),
             ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
             (
                 "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
                 lambda: upstream_crds(paths.cache),
             ),
+            ("pagestream's images (operator, simulator, spark)", lambda: _build_images(paths)),
         ]
     for i, (what, step) in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {what} ...", flush=True)
         print(f"      {step()}", flush=True)
     print(f"cache: {paths.cache}")
     return 0
+
+
+def _build_images(paths: StackPaths) -> str:
+    from pagestream.stack.images import COMPONENTS as IMAGE_COMPONENTS
+    from pagestream.stack.images import ImageBuilder
+
+    builder = ImageBuilder(paths)
+    return " ".join(builder.build_component(c).reference for c in IMAGE_COMPONENTS)
 
 
 def _platform() -> LocalPlatform:
@@ -288,6 +306,23 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
     return 0 if status["ready"] else 3
 
 
+def cmd_cluster_deploy(args: argparse.Namespace) -> int:
+    """Build and load pagestream's images, then install the chart's app release on the node."""
+    from pagestream.stack.images import COMPONENTS as IMAGE_COMPONENTS
+    from pagestream.stack.node.release import AppRelease
+
+    node = _node()
+    if not node.healthy():
+        print("the node is not up: run `pagestream cluster up` first", file=sys.stderr)
+        return 1
+    refs = node.load_components(IMAGE_COMPONENTS, progress=_progress)
+    release = AppRelease(node, namespace=args.namespace, name=args.release)
+    print(release.install(refs["operator"], sets=args.set, progress=_progress))
+    for component, ref in refs.items():
+        print(f"image {component:<10} {ref}")
+    return 0
+
+
 def cmd_cluster_kubeconfig(args: argparse.Namespace) -> int:
     print(_node().kubeconfig)
     return 0
@@ -392,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         "install", help="fetch/build the pinned Kafka, Spark, Kubernetes and helm artifacts"
     )
     inst.add_argument(
-        "--kube", action="store_true", help="also build kube-apiserver, etcd and helm"
+        "--kube",
+        action="store_true",
+        help="also build the Kubernetes binaries, etcd, CoreDNS, helm and pagestream's images",
     )
     inst.set_defaults(func=cmd_install)
 
@@ -438,6 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     cstatus = cluster.add_parser("status", help="what runs, where the kubeconfig is, memory")
     cstatus.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     cstatus.set_defaults(func=cmd_cluster_status)
+    deploy = cluster.add_parser(
+        "deploy",
+        help="build and load the images, then helm-install the app release on the node",
+    )
+    deploy.add_argument("--namespace", default="pagestream", help="(default: pagestream)")
+    deploy.add_argument("--release", default="pagestream", help="(default: pagestream)")
+    deploy.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a chart value"
+    )
+    deploy.set_defaults(func=cmd_cluster_deploy)
     cluster.add_parser("kubeconfig", help="print the path of the node's kubeconfig").set_defaults(
         func=cmd_cluster_kubeconfig
     )

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from pagestream.stack.crds import crd_file, upstream_crds
-from pagestream.stack.helm import Helm
+from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT, StackPaths
 
@@ -94,11 +94,8 @@ class Chart:
 
     def __init__(self, helm: Helm, root: Path) -> None:
         self.helm = helm
-        self.path = root / "pagestream"
-        shutil.copytree(CHART, self.path)
-        meta = yaml.safe_load((self.path / "Chart.yaml").read_text())
-        self.dependencies = meta.pop("dependencies")
-        (self.path / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        self.dependencies = yaml.safe_load((CHART / "Chart.yaml").read_text())["dependencies"]
+        self.path = dependency_free_chart(CHART, root / "pagestream")
 
     def _args(self, values_files: list[Path], sets: list[str]) -> list[str]:
         left_on = dependencies_enabled(values_files, sets)

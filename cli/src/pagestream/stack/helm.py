@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from pagestream.stack.artifacts import HELM_TOOLS, go_binaries
 from pagestream.stack.paths import StackPaths
@@ -38,3 +41,15 @@ class Helm:
             check=check,
             env=env,
         )
+
+
+def dependency_free_chart(chart: Path, dest: Path) -> Path:
+    """A copy of ``chart`` without its ``dependencies`` list. helm refuses to render or install
+    a chart whose dependencies are not downloaded, even when their conditions turn them all
+    off; where their repositories are out of reach (this machine), such a copy is what
+    installs. Callers must turn every dependency off."""
+    shutil.copytree(chart, dest)
+    meta = yaml.safe_load((dest / "Chart.yaml").read_text())
+    meta.pop("dependencies", None)
+    (dest / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return dest

@@ -1,0 +1,27 @@
+"""The real single-node cluster (pagestream.stack.node), started once for the session, with
+pagestream's three images built and loaded into it. Tests here assert on what real pods did."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pagestream.stack.images import COMPONENTS
+from pagestream.stack.node.node import LocalNode
+from pagestream.stack.paths import StackPaths
+
+
+@pytest.fixture(scope="session")
+def node(stack_paths: StackPaths) -> Iterator[LocalNode]:
+    node = LocalNode(stack_paths)
+    node.up()
+    yield node
+    node.down()
+    assert node.leftovers() == []
+
+
+@pytest.fixture(scope="session")
+def node_images(node: LocalNode) -> dict[str, str]:
+    """Image references by component (operator, simulator, spark), loaded into the node."""
+    return node.load_components(COMPONENTS)
