@@ -20,6 +20,7 @@ import pytest
 from pagestream.stack.helm import Helm
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
+from pagestream.stack.node.node import LocalNode
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import pid_alive
@@ -40,8 +41,11 @@ def _owner_alive(run_dir: Path) -> bool:
 def _reap_old_runs() -> None:
     finished = sorted(d for d in TEST_RUNS.glob("*-*") if d.is_dir() and not _owner_alive(d))
     for run_dir in finished:
-        # A killed session may have left servers behind.
-        LocalStack(StackPaths(cache=default_cache_dir(), state=run_dir / "state")).down()
+        # A killed session may have left servers behind, and a node with its pods.
+        paths = StackPaths(cache=default_cache_dir(), state=run_dir / "state")
+        LocalStack(paths).down()
+        if LocalNode(paths).home.exists():
+            LocalNode(paths).down()
     for run_dir in finished[: max(0, len(finished) - KEEP_RUNS)]:
         shutil.rmtree(run_dir, ignore_errors=True)
 

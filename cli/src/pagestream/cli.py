@@ -81,6 +81,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         COREDNS_TOOLS,
         HELM_TOOLS,
         K8S_TOOLS,
+        PROVISIONER_TOOLS,
+        SKAFFOLD_TOOLS,
         go_binaries,
         maven_jars,
         pause_binary,
@@ -102,7 +104,9 @@ def cmd_install(args: argparse.Namespace) -> int:
             ),
             ("CoreDNS", lambda: go_binaries(paths.cache, COREDNS_TOOLS)),
             ("the pod sandbox's pause binary", lambda: pause_binary(paths.cache)),
+            ("the node's volume provisioner", lambda: go_binaries(paths.cache, PROVISIONER_TOOLS)),
             ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
+            ("skaffold", lambda: go_binaries(paths.cache, SKAFFOLD_TOOLS)),
             (
                 "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
                 lambda: upstream_crds(paths.cache),
@@ -274,8 +278,9 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 
 def cmd_cluster_down(args: argparse.Namespace) -> int:
     node = _node()
+    inodes = node.namespace_inodes()
     node.down()
-    left = node.leftovers()
+    left = node.leftovers(inodes)
     if left:
         print("still on the machine after down:\n  " + "\n  ".join(left), file=sys.stderr)
         return 1
@@ -321,6 +326,56 @@ def cmd_cluster_deploy(args: argparse.Namespace) -> int:
     for component, ref in refs.items():
         print(f"image {component:<10} {ref}")
     return 0
+
+
+def cmd_cluster_build_image(args: argparse.Namespace) -> int:
+    """skaffold's custom build command (skaffold.yaml, profile pagestream-node): it passes the
+    image name to build in $IMAGE and the build context in $BUILD_CONTEXT."""
+    import os
+
+    from pagestream.stack.node.skaffold import build_image
+
+    image = os.environ.get("IMAGE")
+    context = os.environ.get("BUILD_CONTEXT")
+    if not image or not context:
+        print("build-image is run by skaffold, which sets IMAGE and BUILD_CONTEXT", file=sys.stderr)
+        return 2
+    ref = build_image(_node(), args.component, image, Path(context))
+    print(f"built and loaded {ref.reference}")
+    return 0
+
+
+def cmd_cluster_image_inputs(args: argparse.Namespace) -> int:
+    """skaffold's custom dependencies command: the files an image is built from, as JSON."""
+    import json
+
+    from pagestream.stack.images import component_inputs
+
+    print(json.dumps([str(p) for p in component_inputs(args.component, root=Path.cwd())]))
+    return 0
+
+
+def cmd_cluster_prepare_release(args: argparse.Namespace) -> int:
+    """skaffold's deploy hook: CRDs and namespace on the node, the chart for helm to install."""
+    from pagestream.stack.node.skaffold import prepare_release
+
+    print(prepare_release(_node(), Path(args.checkout).resolve()))
+    return 0
+
+
+def cmd_cluster_skaffold(args: argparse.Namespace) -> int:
+    """skaffold against the node: `pagestream cluster skaffold run` (or dev, delete)."""
+    from pagestream.stack.node.skaffold import skaffold
+
+    node = _node()
+    if not node.healthy():
+        print("the node is not up: run `pagestream cluster up` first", file=sys.stderr)
+        return 1
+    cli = f"{sys.executable} -m pagestream"
+    proc = skaffold(node, args.skaffold_args, checkout=Path.cwd(), cli=cli)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def cmd_cluster_kubeconfig(args: argparse.Namespace) -> int:
@@ -485,6 +540,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a chart value"
     )
     deploy.set_defaults(func=cmd_cluster_deploy)
+    build = cluster.add_parser(
+        "build-image", help="skaffold's custom build: build $IMAGE with buildah, load it"
+    )
+    build.add_argument("component", choices=("operator", "simulator", "spark"))
+    build.set_defaults(func=cmd_cluster_build_image)
+    inputs = cluster.add_parser(
+        "image-inputs", help="the files an image is built from, as JSON (skaffold's watcher)"
+    )
+    inputs.add_argument("component", choices=("operator", "simulator", "spark"))
+    inputs.set_defaults(func=cmd_cluster_image_inputs)
+    prepare = cluster.add_parser(
+        "prepare-release",
+        help="skaffold's deploy hook: CRDs, the restricted namespace, the chart without its "
+        "dependency list",
+    )
+    prepare.add_argument("--checkout", default=".", help="the repository checkout (default: .)")
+    prepare.set_defaults(func=cmd_cluster_prepare_release)
+    skaffold_cmd = cluster.add_parser(
+        "skaffold", help="the pinned skaffold against the node (profile pagestream-node)"
+    )
+    skaffold_cmd.add_argument("skaffold_args", nargs=argparse.REMAINDER, help="e.g. run, dev")
+    skaffold_cmd.set_defaults(func=cmd_cluster_skaffold)
     cluster.add_parser("kubeconfig", help="print the path of the node's kubeconfig").set_defaults(
         func=cmd_cluster_kubeconfig
     )

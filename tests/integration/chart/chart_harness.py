@@ -10,9 +10,6 @@ removed, and only scenarios that turn every dependency off (checked, never assum
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pagestream.stack.artifacts import go_module_source
 from pagestream.stack.crds import crd_file, upstream_crds
 from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.kube import KubeControlPlane
@@ -50,19 +48,7 @@ NO_DEPENDENCIES = [f"{key}.enabled=false" for key in DEPENDENCY_KEYS]
 def go_module_dir(module: str, version: str, scratch: Path) -> Path:
     """The source of a pinned Go module, fetched by `go mod download` (Go's module cache keeps
     it between runs); ``scratch`` is the working directory `go` runs in."""
-    go = shutil.which("go")
-    assert go, "Go is needed to fetch pinned Go modules (it comes with this machine kind)"
-    proc = subprocess.run(
-        [go, "mod", "download", "-json", f"{module}@{version}"],
-        cwd=scratch,
-        env={**os.environ, "GOFLAGS": "-mod=mod"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    assert proc.returncode == 0 and not info.get("Error"), proc.stdout + proc.stderr
-    return Path(info["Dir"])
+    return go_module_source(f"{module}@{version}", cwd=scratch)
 
 
 def load_values(path: Path) -> dict[str, Any]:

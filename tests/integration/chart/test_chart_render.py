@@ -63,6 +63,7 @@ def test_the_renderable_scenarios_are_all_but_full_and_platform() -> None:
         "app-values.yaml",
         "example-pipeline-values.yaml",
         "no-dependencies-values.yaml",
+        "node-values.yaml",
         "operator-only-values.yaml",
     ]
     for name in ("full-values.yaml", "platform-values.yaml"):

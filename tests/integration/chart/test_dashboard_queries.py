@@ -18,14 +18,15 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg2
 import pytest
 import yaml
 from chart_harness import CHART, NO_DEPENDENCIES, Chart, kubectl
+from polling import eventually
 from streaming.conftest import JobRun, new_job_run, produce, stop_all
 from streaming.dataset import build_dataset
 
@@ -45,7 +46,6 @@ pytestmark = [
 ]
 
 DASHBOARDS = CHART / "dashboards"
-T = TypeVar("T")
 # Grafana sets $__rate_interval from the panel's resolution; this is its value for a dashboard
 # viewed over a few hours (the last scrape of every series lies within it).
 RATE_INTERVAL = "5m"
@@ -62,17 +62,6 @@ def cases(name: str) -> list[tuple[str, str]]:
 
 PROM_CASES = cases("pipeline-health")
 SQL_CASES = cases("page-analytics")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pagestream.stack.images import dockerfile_instructions as instructions
 from pagestream.stack.paths import REPO_ROOT
 from pagestream_operator import render
 
@@ -25,18 +26,6 @@ PACKAGES = {
     "simulator": "pagestream-simulator",
     "spark": "pagestream-spark",
 }
-
-
-def instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", path.read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
 
 
 def context_copies(path: Path) -> list[tuple[str, str]]:

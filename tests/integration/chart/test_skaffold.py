@@ -109,7 +109,7 @@ def test_deploys_the_chart_with_the_built_tags(config: dict[str, Any]) -> None:
 def test_profiles_and_port_forwards(config: dict[str, Any]) -> None:
     kind_name = yaml.safe_load((REPO_ROOT / "manifests/kind-cluster.yaml").read_text())["name"]
     profiles = {p["name"]: p for p in config["profiles"]}
-    assert set(profiles) == {"kind", "minikube"}
+    assert set(profiles) == {"kind", "minikube", "pagestream-node"}
     assert profiles["kind"]["activation"] == [{"kubeContext": f"kind-{kind_name}"}]
     assert profiles["minikube"]["activation"] == [{"kubeContext": "minikube"}]
     forwards = {f["resourceName"]: f for f in config["portForward"]}
@@ -117,3 +117,27 @@ def test_profiles_and_port_forwards(config: dict[str, Any]) -> None:
     assert forwards["kube-prometheus-stack-prometheus"]["port"] == 9090
     values = yaml.safe_load((REPO_ROOT / "charts/pagestream/values.yaml").read_text())
     assert values["kubePrometheusStack"]["fullnameOverride"] == "kube-prometheus-stack"
+
+
+def test_the_node_profile_builds_each_image_with_pagestreams_builder(
+    config: dict[str, Any],
+) -> None:
+    from pagestream.stack.node import skaffold as node_skaffold
+    from pagestream.stack.node.config import kubeconfig
+
+    profile = next(p for p in config["profiles"] if p["name"] == node_skaffold.PROFILE)
+    context = kubeconfig(server="x", pki=Path("/p"), user="u", cert="c")["current-context"]
+    assert profile["activation"] == [{"kubeContext": context}]
+    patches = {p["path"]: p for p in profile["patches"]}
+    artifacts = patches["/build/artifacts"]["value"]
+    assert [a["image"] for a in artifacts] == [a["image"] for a in config["build"]["artifacts"]]
+    for artifact in artifacts:
+        component = artifact["image"].removeprefix("pagestream-")
+        assert artifact["custom"]["buildCommand"] == f"sh dev/skaffold-node.sh build {component}"
+        assert artifact["custom"]["dependencies"]["command"] == (
+            f"sh dev/skaffold-node.sh inputs {component}"
+        )
+    (release,) = patches["/deploy/helm/releases"]["value"]
+    assert Path(release["chartPath"]) == node_skaffold.CHART_COPY
+    for path in release["valuesFiles"]:
+        assert (REPO_ROOT / path).is_file()

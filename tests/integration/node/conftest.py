@@ -16,9 +16,10 @@ from pagestream.stack.paths import StackPaths
 def node(stack_paths: StackPaths) -> Iterator[LocalNode]:
     node = LocalNode(stack_paths)
     node.up()
+    inodes = node.namespace_inodes()
     yield node
     node.down()
-    assert node.leftovers() == []
+    assert node.leftovers(inodes) == []
 
 
 @pytest.fixture(scope="session")

@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
+from polling import eventually
 
 from pagestream.stack.node.config import KUBELET_SYSCTLS, NAMESPACE_SYSCTLS
 from pagestream.stack.node.node import LocalNode
 from pagestream.stack.node.release import RESTRICTED
 
-T = TypeVar("T")
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
 }
 RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not true after {timeout:.0f}s (last: {last!r})")
 
 
 def restricted_namespace(node: LocalNode, prefix: str) -> str:

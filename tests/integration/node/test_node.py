@@ -3,9 +3,11 @@ running their entrypoints as their non-root users, and Pod Security enforced for
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
-from node_harness import get_json, restricted_namespace, run_pod
+from node_harness import eventually, get_json, restricted_namespace, run_pod
 
 from pagestream.stack.node import config
 from pagestream.stack.node.node import LocalNode
@@ -113,3 +115,69 @@ def test_restricted_refuses_a_privileged_pod(node: LocalNode, namespace: str) ->
     assert "privileged" in proc.stderr
     gone = node.kubectl("-n", namespace, "get", "pod", "privileged", check=False)
     assert "NotFound" in gone.stderr
+
+
+def test_a_claim_of_the_default_class_binds_and_a_non_root_pod_writes_to_it(
+    node: LocalNode, node_images: dict[str, str], namespace: str
+) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    node.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(claim))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "writer", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": node_images["operator"],
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", "echo kept > /data/file && cat /data/file"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+    }
+    node.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    done = eventually(
+        lambda: (
+            get_json(node, "-n", namespace, "pod", "writer")["status"].get("phase")
+            in ("Succeeded", "Failed")
+            and get_json(node, "-n", namespace, "pod", "writer")
+        ),
+        timeout=120,
+        what="the writer pod to finish",
+    )
+    log = node.kubectl("-n", namespace, "logs", "writer").stdout
+    assert done["status"]["phase"] == "Succeeded", log
+    assert log.strip() == "kept"
+    bound = get_json(node, "-n", namespace, "pvc", "data")
+    assert bound["status"]["phase"] == "Bound"
+    assert bound["spec"]["storageClassName"] == "standard"
+    volume = get_json(node, "pv", bound["spec"]["volumeName"])
+    folder = volume["spec"]["hostPath"]["path"]
+    assert (node.home / "volumes") in Path(folder).parents
+    assert (Path(folder) / "file").read_text() == "kept\n"
+    # Reclaim policy Delete: the claim goes, then the volume and its folder.
+    node.kubectl("-n", namespace, "delete", "pod", "writer", "--wait=true")
+    node.kubectl("-n", namespace, "delete", "pvc", "data", "--wait=true")
+    eventually(
+        lambda: (
+            "NotFound" in node.kubectl("get", "pv", volume["metadata"]["name"], check=False).stderr
+        ),
+        timeout=60,
+        what="the volume deleted with its claim",
+    )
+    assert not Path(folder).exists()

@@ -19,6 +19,7 @@ def test_a_node_with_a_running_pod_leaves_the_host_as_it_was(
 ) -> None:
     before = host_network_snapshot()
     own = LocalNode(StackPaths(cache=stack_paths.cache, state=tmp_path_factory.mktemp("node2")))
+    inodes = None
     try:
         own.up()
         pause = own.layout.home / "etc" / "containerd.toml"
@@ -37,9 +38,10 @@ def test_a_node_with_a_running_pod_leaves_the_host_as_it_was(
             timeout=60,
             what="a pod running on the second node",
         )
-        assert own.processes_inside(), "the node's processes run inside its own namespaces"
+        inodes = own.namespace_inodes()
+        assert inodes and own.processes_inside(inodes), "node processes in its namespaces"
         assert host_network_snapshot() == before
     finally:
         own.down()
-    assert own.leftovers() == []
+    assert own.leftovers(inodes) == []
     assert host_network_snapshot() == before

@@ -35,6 +35,7 @@ def rendered() -> dict[str, str]:
         "kubelet": json.dumps(config.kubelet_config(LAYOUT)),
         "kube-proxy": json.dumps(config.kube_proxy_config(LAYOUT)),
         "coredns": json.dumps(config.coredns_manifests("localhost/pagestream-coredns:abc")),
+        "storage": json.dumps(config.storage_class()),
         "args": json.dumps(
             [
                 config.apiserver_args(LAYOUT, BINS),
@@ -43,6 +44,7 @@ def rendered() -> dict[str, str]:
                 config.etcd_args(LAYOUT, BINS),
                 config.kubelet_args(LAYOUT, BINS),
                 config.kube_proxy_args(LAYOUT, BINS),
+                config.provisioner_args(LAYOUT, BINS / "provisioner"),
             ]
         ),
         "setup": setup_script(LAYOUT),
@@ -52,7 +54,7 @@ def rendered() -> dict[str, str]:
 @pytest.mark.parametrize("name", sorted(rendered()))
 def test_every_address_is_inside_the_node(name: str) -> None:
     found = IP.findall(rendered()[name])
-    assert found or name in {"containerd.toml", "coredns"}
+    assert found or name in {"containerd.toml", "coredns", "storage"}
     for text in set(found) - WILDCARDS:
         net = ipaddress.ip_network(text, strict=False)
         assert any(net.subnet_of(allowed) for allowed in ALLOWED), f"{name}: {text}"

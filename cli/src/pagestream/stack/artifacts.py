@@ -123,6 +123,11 @@ class GoToolset:
                     f"-X {pkg}.gitMinor={minor}",
                     f"-X {pkg}.gitTreeState=clean",
                 ]
+        elif self.name == "skaffold":
+            v = self.required_version("github.com/GoogleContainerTools/skaffold/v2")
+            flags.append(
+                f"-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version={v}"
+            )
         elif self.name == "helm":
             v = self.required_version("helm.sh/helm/v3")
             kube = self.required_version("k8s.io/client-go")  # v0.37.x -> Kubernetes 1.37
@@ -137,6 +142,7 @@ class GoToolset:
         return content_key(
             self.module_dir / "go.mod",
             self.module_dir / "go.sum",
+            *sorted(self.module_dir.glob("*.go")),  # a wrapper module with code of its own
             self.ldflags(),
             *self.packages,
             *(["CGO_ENABLED=0"] if self.static else []),
@@ -157,7 +163,12 @@ K8S_TOOLS = GoToolset(
     ),
 )
 COREDNS_TOOLS = GoToolset("coredns", ("github.com/coredns/coredns",), static=True)
+# The node's dynamic volume provisioner (tools/go/provisioner/main.go).
+PROVISIONER_TOOLS = GoToolset("provisioner", ("pagestream.dev/tools/provisioner",))
 HELM_TOOLS = GoToolset("helm", ("helm.sh/helm/v3/cmd/helm",))
+SKAFFOLD_TOOLS = GoToolset(
+    "skaffold", ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",)
+)
 
 
 def go_binaries(cache: Path, toolset: GoToolset) -> Path:
@@ -186,6 +197,30 @@ def go_binaries(cache: Path, toolset: GoToolset) -> Path:
     return final
 
 
+def go_module_source(module: str, *, cwd: Path) -> Path:
+    """The source folder of a Go module (``path`` or ``path@version``), fetched by
+    `go mod download` into Go's module cache (checked against go.sum / the checksum database).
+    ``cwd`` is the module whose go.mod resolves an unversioned path."""
+    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
+    log.info("go mod download %s", module)
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        cwd=cwd,
+        env=dict(os.environ, GOFLAGS="-mod=mod"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    if proc.returncode != 0 or info.get("Error"):
+        raise StackError(
+            f"go mod download {module} failed:\n"
+            + (info.get("Error") or (proc.stdout + proc.stderr).strip()[-2000:]),
+            hint="check that the Go module proxy is reachable, then run `make bootstrap` again",
+        )
+    return Path(info["Dir"])
+
+
 def pause_binary(cache: Path) -> Path:
     """The pod sandbox's pause process: Kubernetes' own ``build/pause/linux/pause.c`` from the
     pinned k8s.io/kubernetes module, compiled static (no registry image is needed for it)."""
@@ -193,21 +228,9 @@ def pause_binary(cache: Path) -> Path:
     final = cache / "pause" / f"pause-{version}"
     if (final / ".complete").exists():
         return final / "pause"
-    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
     gcc = _require("gcc", "install gcc (Debian package `gcc`) or run `make bootstrap`")
-    proc = subprocess.run(
-        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        cwd=K8S_TOOLS.module_dir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise StackError(
-            f"go mod download k8s.io/kubernetes@{version} failed: {proc.stdout}{proc.stderr}",
-            hint="check that the Go module proxy is reachable, then run `make bootstrap` again",
-        )
-    source = Path(json.loads(proc.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    module = go_module_source(f"k8s.io/kubernetes@{version}", cwd=K8S_TOOLS.module_dir)
+    source = module / "build" / "pause" / "linux" / "pause.c"
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pause-", dir=final.parent))
     _run(

@@ -18,7 +18,6 @@ of the recipes and written to a temporary folder first, then renamed into place.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from pagestream.stack.artifacts import _publish, _require, _run
+from pagestream.stack.artifacts import _publish, _require, _run, go_module_source
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import TOOLS_DIR, content_key
 
@@ -154,28 +153,9 @@ def _store(source: Path, folder: Path) -> None:
 
 
 def _go_module_crds() -> list[Path]:
-    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
-    env = dict(os.environ, GOFLAGS="-mod=mod")
     files: list[Path] = []
     for module, paths in GO_MODULE_CRDS.items():
-        log.info("go mod download %s", module)
-        proc = subprocess.run(
-            [go, "mod", "download", "-json", module],
-            cwd=GO_RECIPE,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise StackError(
-                f"go mod download {module} failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}",
-                hint="check that the Go module proxy is reachable",
-            )
-        info = json.loads(proc.stdout)
-        if info.get("Error"):
-            raise StackError(f"go mod download {module}: {info['Error']}")
-        module_dir = Path(info["Dir"])
+        module_dir = go_module_source(module, cwd=GO_RECIPE)
         files += [module_dir / p for p in paths]
     return files
 

@@ -117,7 +117,7 @@ def base_image_name(base: str) -> str:
 # --- Dockerfiles, contexts and tags (pure: repository files only) ----------------------------
 
 
-def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n(\s*#.*\n)*\s*", " ", dockerfile.read_text())
     out = []
@@ -132,7 +132,7 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def _context_sources(dockerfile: Path) -> list[str]:
     """The sources of every COPY/ADD from the build context (not ``--from`` a stage)."""
     sources: list[str] = []
-    for word, rest in _instructions(dockerfile):
+    for word, rest in dockerfile_instructions(dockerfile):
         if word not in {"COPY", "ADD"} or "--from=" in rest:
             continue
         if rest.lstrip().startswith("["):
@@ -146,7 +146,7 @@ def _context_sources(dockerfile: Path) -> list[str]:
 def _base_args(dockerfile: Path) -> list[str]:
     """The BASE_ARGS this Dockerfile's FROM lines use."""
     used = set()
-    for word, rest in _instructions(dockerfile):
+    for word, rest in dockerfile_instructions(dockerfile):
         if word == "FROM":
             used |= set(re.findall(r"\$\{?(\w+)\}?", rest.split()[0]))
     return sorted(a for a in used if a in BASE_ARGS)
@@ -341,6 +341,27 @@ def component_tag(component: str, *, root: Path = REPO_ROOT) -> str:
         *_file_parts(files, root),
         *(f"{k}={v}" for k, v in sorted(args.items())),
     )
+
+
+def component_inputs(component: str, *, root: Path = REPO_ROOT) -> list[Path]:
+    """Every file under ``root`` a component's tag depends on, relative to ``root``: what a
+    file watcher (skaffold's custom build dependencies) must watch. The tag is the digest."""
+    dockerfile = _dockerfile(component, root)
+    ignore_file = dockerfile.with_name("Dockerfile.dockerignore")
+    files = [dockerfile, *context_files(dockerfile, root, DockerIgnore.read(ignore_file))]
+    if ignore_file.exists():
+        files.append(ignore_file)
+    bases: set[str] = set()
+    for arg in _base_args(dockerfile):
+        base: str | None = BASE_ARGS[arg]
+        while base:
+            bases.add(base)
+            base = BASE_PARENTS[base]
+    for base in sorted(bases):
+        files += sorted(p for p in (root / "images" / "base" / base).rglob("*") if p.is_file())
+    # The versions bases pack come from the lock file and the uv pin.
+    files += [root / "uv.lock", root / "dev" / "bootstrap.sh"]
+    return sorted({f.resolve().relative_to(root.resolve()) for f in files if f.is_file()})
 
 
 # --- Host inputs: the Debian mirror, uv ------------------------------------------------------
@@ -668,6 +689,21 @@ class ImageBuilder:
     def remove(self, ref: ImageRef) -> None:
         self._buildah(["rmi", ref.reference], what=f"removing {ref.reference}")
 
+    def image_id(self, ref: ImageRef) -> str:
+        """The image's id (its config digest, as the Docker API reports it), hex only."""
+        out = self._buildah(
+            ["inspect", "--type", "image", "--format", "{{.FromImageID}}", ref.reference],
+            what=f"inspecting {ref.reference}",
+        )
+        return out.strip().removeprefix("sha256:")
+
+    def tag(self, ref: ImageRef, as_ref: ImageRef) -> None:
+        """Give the image ``ref`` a second name (skaffold's tag for what was built)."""
+        if as_ref != ref:
+            self._buildah(
+                ["tag", ref.reference, as_ref.reference], what=f"tagging {as_ref.reference}"
+            )
+
     # -- bases
 
     def debian_rootfs(self) -> Path:
@@ -870,15 +906,16 @@ class ImageBuilder:
 
     # -- the project's images
 
-    def build_component(self, component: str) -> ImageRef:
+    def build_component(self, component: str, *, source: Path = REPO_ROOT) -> ImageRef:
         """Build ``images/<component>/Dockerfile`` on the local bases, then check it runs.
-        A no-op when the image with this tag is already in the storage."""
-        ref = ImageRef(image_name(component), component_tag(component))
+        A no-op when the image with this tag is already in the storage. ``source`` is the
+        build context: this checkout, or another one (skaffold passes its own)."""
+        ref = ImageRef(image_name(component), component_tag(component, root=source))
         with self._locked():
             if self.exists(ref):
                 log.info("image %s is up to date", ref.reference)
                 return ref
-        dockerfile = _dockerfile(component)
+        dockerfile = _dockerfile(component, source)
         bases = [BASE_ARGS[a] for a in _base_args(dockerfile)]
         for base in bases:
             self.build_base(base)
@@ -890,9 +927,9 @@ class ImageBuilder:
             self._build(
                 ref,
                 dockerfile=dockerfile,
-                context=REPO_ROOT,
+                context=source,
                 ignorefile=dockerfile.with_name("Dockerfile.dockerignore"),
-                build_args=component_build_args(component),
+                build_args=component_build_args(component, source),
                 volumes=volumes,
             )
             try:

@@ -368,6 +368,34 @@ def kube_proxy_args(layout: NodeLayout, bins: Path) -> list[str]:
     return [str(bins / "kube-proxy"), f"--config={layout.etc / 'kube-proxy.yaml'}", "--v=0"]
 
 
+PROVISIONER_NAME = "pagestream.dev/hostpath"
+
+
+def provisioner_args(layout: NodeLayout, binary: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={layout.kubeconfig('provisioner')}",
+        f"--root={layout.home / 'volumes'}",
+        f"--node={NODE_NAME}",
+        f"--name={PROVISIONER_NAME}",
+    ]
+
+
+def storage_class() -> dict[str, Any]:
+    """The default StorageClass: a folder on the node per claim, bound once a pod needs it."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER_NAME,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }
+
+
 def containerd_args(layout: NodeLayout) -> list[str]:
     return ["containerd", f"--config={layout.etc / 'containerd.toml'}"]
 

@@ -15,8 +15,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +27,13 @@ from typing import Any
 
 import yaml
 
-from pagestream.stack.artifacts import COREDNS_TOOLS, K8S_TOOLS, go_binaries, pause_binary
+from pagestream.stack.artifacts import (
+    COREDNS_TOOLS,
+    K8S_TOOLS,
+    PROVISIONER_TOOLS,
+    go_binaries,
+    pause_binary,
+)
 from pagestream.stack.errors import StackError
 from pagestream.stack.node import config
 from pagestream.stack.node.config import NodeLayout
@@ -56,6 +64,16 @@ CLIENTS = (
     ClientCert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
 )
 CGROUP_V1 = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """What the project builds for the node: the Kubernetes binaries' folder, and files."""
+
+    kubernetes: Path
+    coredns: Path
+    pause: Path
+    provisioner: Path
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class LocalNode:
         "containerd",
         "kubelet",
         "kube-proxy",
+        "provisioner",
     )
 
     @property
@@ -139,10 +158,8 @@ class LocalNode:
 
     # --- install -----------------------------------------------------------------------------
 
-    def ensure_installed(self) -> tuple[Path, Path, Path]:
-        """The Go-built binaries, CoreDNS and the pause binary (built once, cached)."""
-        import shutil
-
+    def ensure_installed(self) -> NodeBinaries:
+        """Every binary the node runs that the project builds (once, cached by version)."""
         missing = [
             package
             for binary, package in DEBIAN_BINARIES.items()
@@ -153,19 +170,20 @@ class LocalNode:
                 f"the node needs Debian's {', '.join(sorted(set(missing)))}",
                 hint="run `make bootstrap` (or `dev/bootstrap.sh --kube`) as root",
             )
-        return (
-            go_binaries(self.paths.cache, K8S_TOOLS),
-            go_binaries(self.paths.cache, COREDNS_TOOLS),
-            pause_binary(self.paths.cache),
+        return NodeBinaries(
+            kubernetes=go_binaries(self.paths.cache, K8S_TOOLS),
+            coredns=go_binaries(self.paths.cache, COREDNS_TOOLS) / "coredns",
+            pause=pause_binary(self.paths.cache),
+            provisioner=go_binaries(self.paths.cache, PROVISIONER_TOOLS) / "provisioner",
         )
 
-    def build_images(self, coredns_bin: Path, pause_bin: Path) -> tuple[NodeImages, list[Path]]:
+    def build_images(self, bins: NodeBinaries) -> tuple[NodeImages, list[Path]]:
         from pagestream.stack.images import ImageBuilder
 
         builder = ImageBuilder(self.paths)
-        pause = builder.build_scratch("pagestream-pause", {"/pause": pause_bin}, ["/pause"])
+        pause = builder.build_scratch("pagestream-pause", {"/pause": bins.pause}, ["/pause"])
         coredns = builder.build_scratch(
-            "pagestream-coredns", {"/coredns": coredns_bin / "coredns"}, ["/coredns"]
+            "pagestream-coredns", {"/coredns": bins.coredns}, ["/coredns"]
         )
         return (
             NodeImages(pause=pause.reference, coredns=coredns.reference),
@@ -197,6 +215,9 @@ class LocalNode:
                 server=inside, pki=layout.pki, user=client.filename, cert=client.filename
             )
             layout.kubeconfig(client.filename).write_text(yaml.safe_dump(kc, sort_keys=False))
+        # The provisioner creates PersistentVolumes: a node component with the admin's rights.
+        kc = config.kubeconfig(server=inside, pki=layout.pki, user="provisioner", cert="admin")
+        layout.kubeconfig("provisioner").write_text(yaml.safe_dump(kc, sort_keys=False))
         admin = config.kubeconfig(server=self.server, pki=layout.pki, user=ADMIN_USER, cert="admin")
         self.kubeconfig.write_text(yaml.safe_dump(admin, sort_keys=False))
         self.kubeconfig.chmod(0o600)
@@ -214,12 +235,14 @@ class LocalNode:
     # --- up ----------------------------------------------------------------------------------
 
     def up(self, *, timeout: float = 180.0, progress: Callable[[str], None] | None = None) -> None:
+        """Start the node, in order: binaries and images, configuration, the namespaces, the
+        control plane, the container runtime, the node agents, then the add-ons (cluster DNS,
+        the default StorageClass). Each step leaves what it started running for the next."""
         say = progress or (lambda message: log.info(message))
         started = time.monotonic()
-        say("building or finding the node's binaries")
-        bins, coredns_bin, pause_bin = self.ensure_installed()
-        say("building or finding the node's images (pause, CoreDNS)")
-        images, archives = self.build_images(coredns_bin, pause_bin)
+        say("building or finding the node's binaries and images (pause, CoreDNS)")
+        bins = self.ensure_installed()
+        images, archives = self.build_images(bins)
         layout = NodeLayout(self.home, pause_image=images.pause)
         self._write_config(layout)
         self._ensure_cgroup_root(layout)
@@ -227,6 +250,21 @@ class LocalNode:
         say("starting the node's namespaces, etcd and the API server")
         ns.start()
         self._save_state(netns_inode=ns.inode("net"), mntns_inode=ns.inode("mnt"))
+        self._start_control_plane(layout, ns, bins.kubernetes, timeout)
+        say("starting containerd, the kubelet, kube-proxy and the volume provisioner")
+        self._start_runtime(layout, ns, archives)
+        k8s = bins.kubernetes
+        self._start("kubelet", config.kubelet_args(layout, k8s), ns)
+        self._start("kube-proxy", config.kube_proxy_args(layout, k8s), ns)
+        self._start("provisioner", config.provisioner_args(layout, bins.provisioner), ns)
+        say("waiting for the node to be Ready and cluster DNS to answer")
+        self._wait_node_ready(timeout)
+        self._install_addons(images, timeout)
+        say(f"node {config.NODE_NAME} is Ready ({time.monotonic() - started:.0f}s)")
+
+    def _start_control_plane(
+        self, layout: NodeLayout, ns: NodeNamespace, bins: Path, timeout: float
+    ) -> None:
         self._start("etcd", config.etcd_args(layout, bins), ns)
         self._start_forwarder(ns)
         self._start("kube-apiserver", config.apiserver_args(layout, bins), ns)
@@ -240,32 +278,23 @@ class LocalNode:
         )
         self._start("kube-controller-manager", config.controller_manager_args(layout, bins), ns)
         self._start("kube-scheduler", config.scheduler_args(layout, bins), ns)
-        say("starting containerd, the kubelet and kube-proxy")
+
+    def _start_runtime(self, layout: NodeLayout, ns: NodeNamespace, archives: list[Path]) -> None:
         self._start("containerd", config.containerd_args(layout), ns)
+        ctr_version = ["ctr", f"--address={layout.containerd_socket}", "version"]
         wait_until(
-            lambda: (
-                ns.run(
-                    ["ctr", f"--address={layout.containerd_socket}", "version"], check=False
-                ).returncode
-                == 0
-            ),
+            lambda: ns.run(ctr_version, check=False).returncode == 0,
             timeout=60,
             what="containerd",
             alive=self._proc("containerd").running,
             log_path=self._proc("containerd").log_file,
         )
+        # The sandbox image must be there before the kubelet asks for its first pod.
         self.import_images(archives)
-        self._start("kubelet", config.kubelet_args(layout, bins), ns)
-        self._start("kube-proxy", config.kube_proxy_args(layout, bins), ns)
-        say("waiting for the node to be Ready and cluster DNS to answer")
-        self._wait_node_ready(timeout)
-        self.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=_yaml_stream(config.coredns_manifests(images.coredns)),
-        )
+
+    def _install_addons(self, images: NodeImages, timeout: float) -> None:
+        addons = [*config.coredns_manifests(images.coredns), config.storage_class()]
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=_yaml_stream(addons))
         self.kubectl(
             "-n",
             "kube-system",
@@ -274,14 +303,11 @@ class LocalNode:
             "deployment/coredns",
             f"--timeout={int(timeout)}s",
         )
-        say(f"node {config.NODE_NAME} is Ready ({time.monotonic() - started:.0f}s)")
 
     def _start(self, name: str, argv: list[str], ns: NodeNamespace) -> None:
         self._proc(name).start(ns.enter(argv), cwd=self.home)
 
     def _start_forwarder(self, ns: NodeNamespace) -> None:
-        import sys
-
         pid = ns.pid()
         self._proc("forwarder").start(
             [
@@ -327,6 +353,25 @@ class LocalNode:
                     hint="rebuild the image (`pagestream cluster images`) and retry",
                 )
 
+    def tag_image(self, reference: str, also: str) -> None:
+        """A second name for an image the node's containerd has."""
+        proc = self.namespace.run(
+            [
+                "ctr",
+                f"--address={self.layout.containerd_socket}",
+                "-n",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                reference,
+                also,
+            ],
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"tagging {reference} as {also} failed: {proc.stderr.strip()}")
+
     def load_components(
         self, components: tuple[str, ...], *, progress: Callable[[str], None] | None = None
     ) -> dict[str, str]:
@@ -352,7 +397,7 @@ class LocalNode:
                 conditions = json.loads(proc.stdout)["status"].get("conditions", [])
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                     return
-            for name in ("kubelet", "containerd", "kube-proxy"):
+            for name in ("kubelet", "containerd", "kube-proxy", "provisioner"):
                 if not self._proc(name).running():
                     raise StackError(
                         f"the node's {name} exited",
@@ -408,7 +453,10 @@ class LocalNode:
 
     def down(self) -> None:
         """Stop everything; afterwards no process, mount, namespace, link or cgroup is left."""
-        for name in ("kube-proxy", "kubelet"):
+        from pagestream.stack.node.skaffold import DockerApi
+
+        DockerApi(self).stop()  # skaffold's image API, if `cluster skaffold` started it
+        for name in ("provisioner", "kube-proxy", "kubelet"):
             self._proc(name).stop(timeout=15)
         layout = self.layout
         # Containers are no children of ours (containerd's shims reparent them): end them by
@@ -431,27 +479,40 @@ class LocalNode:
         while self.processes_inside() and time.monotonic() < deadline:
             time.sleep(0.1)
         _remove_cgroup_tree(layout.cgroup_root)
+        if not self.processes_inside():
+            # The namespaces are gone; their inodes may be another's from now on.
+            self._save_state(netns_inode=None, mntns_inode=None)
 
-    def processes_inside(self) -> list[int]:
-        """Pids of every process still in the node's network or mount namespace."""
+    def namespace_inodes(self) -> tuple[int, int] | None:
+        """The (network, mount) namespace inodes of the running node, as recorded at ``up``."""
         state = self._state()
-        inodes = {("net", state.get("netns_inode")), ("mnt", state.get("mntns_inode"))}
+        net, mnt = state.get("netns_inode"), state.get("mntns_inode")
+        return (int(net), int(mnt)) if net is not None and mnt is not None else None
+
+    def processes_inside(self, inodes: tuple[int, int] | None = None) -> list[int]:
+        """Pids of every process still in the node's namespaces (its network *and* its mount
+        namespace: a namespace inode may be reused once freed, the pair is this node's)."""
+        inodes = inodes or self.namespace_inodes()
+        if inodes is None:
+            return []
+        net, mnt = inodes
         hits = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
-            for kind, inode in inodes:
-                if inode is None:
-                    continue
-                with contextlib.suppress(OSError):
-                    if os.stat(proc / "ns" / kind).st_ino == inode and pid_alive(int(proc.name)):
-                        hits.append(int(proc.name))
-                        break
+            with contextlib.suppress(OSError):
+                if (
+                    os.stat(proc / "ns" / "net").st_ino == net
+                    and os.stat(proc / "ns" / "mnt").st_ino == mnt
+                    and pid_alive(int(proc.name))
+                ):
+                    hits.append(int(proc.name))
         return hits
 
-    def leftovers(self) -> list[str]:
-        """What of this node is still on the machine (empty after a clean ``down``)."""
-        found = [f"process {pid}" for pid in self.processes_inside()]
+    def leftovers(self, inodes: tuple[int, int] | None = None) -> list[str]:
+        """What of this node is still on the machine (empty after a clean ``down``); pass the
+        ``namespace_inodes()`` read while it ran to look for processes in those namespaces."""
+        found = [f"process {pid}" for pid in self.processes_inside(inodes)]
         found += [f"cgroup {path}" for path in _cgroup_dirs(self.layout.cgroup_root)]
         with open("/proc/self/mountinfo") as mounts:
             found += [
@@ -504,9 +565,8 @@ def _cgroup_dirs(root: str, hierarchy: str | None = None) -> list[Path]:
         if hierarchy and h.name != hierarchy:
             continue
         top = h / root.lstrip("/")
-        if top.is_dir():
-            found += sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-            found.append(top)
+        # Bottom-up; a cgroup that containerd removes meanwhile is skipped, not an error.
+        found += [Path(folder) for folder, _, _ in os.walk(top, topdown=False)]
     return found
 
 
