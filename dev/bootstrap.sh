@@ -40,8 +40,9 @@ if [ "$want_browser" = 1 ]; then
   command -v chromium >/dev/null || missing+=(chromium)
 fi
 if [ "$want_kube" = 1 ]; then
-  # The local node (pagestream cluster) and its daemonless image builds.
-  for tool in containerd runc iptables conntrack debootstrap buildah gcc; do
+  # The local node (pagestream cluster), its daemonless image builds, and podman's
+  # Docker-compatible API for skaffold.
+  for tool in containerd runc iptables conntrack debootstrap buildah podman gcc; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
