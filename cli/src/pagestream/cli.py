@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pagestream.local.pipeline import PipelineFileError, load_pipeline
 from pagestream.local.platform import DEFAULT_PIPELINE_FILE, LocalPlatform, TrafficSettings
@@ -15,6 +16,9 @@ from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.stack import COMPONENTS, DEFAULT_COMPONENTS, LocalStack
 from pagestream_common.logs import configure_logging
+
+if TYPE_CHECKING:
+    from pagestream.stack.node.node import LocalNode
 
 log = logging.getLogger("pagestream")
 
@@ -259,7 +263,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node():  # type: ignore[no-untyped-def]
+def _node() -> LocalNode:
     from pagestream.stack.node.node import LocalNode
 
     return LocalNode(StackPaths.default())

@@ -10,6 +10,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -110,7 +111,7 @@ def notes_commands(notes: str) -> list[str]:
     return commands
 
 
-def test_every_command_the_notes_print_works(installed: Installed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_the_notes_print_works(installed: Installed, tmp_path: Path) -> None:
     commands = notes_commands(installed.notes)
     assert any(c.startswith("helm test") for c in commands), installed.notes
     assert any("kubectl apply -f - <<'YAML'" in c for c in commands), installed.notes

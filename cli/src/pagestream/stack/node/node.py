@@ -111,9 +111,10 @@ class LocalNode:
 
     def _state(self) -> dict[str, Any]:
         try:
-            return json.loads(self._state_file.read_text())  # type: ignore[no-any-return]
+            state: dict[str, Any] = json.loads(self._state_file.read_text())
         except FileNotFoundError:
             return {}
+        return state
 
     def _save_state(self, **values: Any) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
