@@ -3,6 +3,7 @@ pagestream's three images built and loaded into it. Tests here assert on what re
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +21,8 @@ def node(stack_paths: StackPaths) -> Iterator[LocalNode]:
     yield node
     node.down()
     assert node.leftovers(inodes) == []
+    # The run's folder is kept for its logs; the node's image store (gigabytes) is not needed.
+    shutil.rmtree(node.layout.containerd_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

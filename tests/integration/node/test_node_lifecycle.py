@@ -4,6 +4,8 @@ addresses, routes, iptables rules and sysctls are the same while it runs and aft
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
 from node_harness import eventually, get_json, host_network_snapshot
@@ -45,3 +47,4 @@ def test_a_node_with_a_running_pod_leaves_the_host_as_it_was(
         own.down()
     assert own.leftovers(inodes) == []
     assert host_network_snapshot() == before
+    shutil.rmtree(own.layout.containerd_root, ignore_errors=True)  # gigabytes, not evidence
