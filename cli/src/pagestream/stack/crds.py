@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -133,6 +134,22 @@ def upstream_crds(cache: Path) -> Path:
         raise
     _publish(tmp, final)
     return final
+
+
+def install_crds(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    files: list[Path],
+    timeout: str = "60s",
+) -> list[str]:
+    """Apply CRD files (server-side) with ``kubectl`` (a control plane's own wrapper) and wait
+    until each is Established; their names."""
+    for path in files:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in files]
+    kubectl(
+        "wait", "--for=condition=Established", f"--timeout={timeout}", *[f"crd/{n}" for n in names]
+    )
+    return names
 
 
 def crd_file(folder: Path, name: str) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pagestream.stack.artifacts import K8S_TOOLS, go_binaries
+from pagestream.stack.crds import install_crds
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.pki import ClientCert, write_pki
 from pagestream.stack.process import ManagedProcess, port_open, wait_until
@@ -226,16 +227,7 @@ class KubeControlPlane:
 
     def install_crds(self, files: list[Path], timeout: str = "60s") -> list[str]:
         """Apply CRD files (server-side) and wait until each is Established; their names."""
-        for path in files:
-            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in files]
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"--timeout={timeout}",
-            *[f"crd/{n}" for n in names],
-        )
-        return names
+        return install_crds(self.kubectl, files, timeout)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))

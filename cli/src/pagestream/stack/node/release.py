@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pagestream.stack.crds import crd_file, upstream_crds
+from pagestream.stack.crds import crd_file, install_crds, upstream_crds
 from pagestream.stack.errors import StackError
 from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.node.node import LocalNode
@@ -47,16 +47,7 @@ class AppRelease:
 
     def install_upstream_crds(self) -> None:
         folder = upstream_crds(self.node.paths.cache)
-        for name in UPSTREAM_CRDS:
-            self.node.kubectl(
-                "apply", "--server-side", "--force-conflicts", "-f", str(crd_file(folder, name))
-            )
-        self.node.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *[f"crd/{name}" for name in UPSTREAM_CRDS],
-        )
+        install_crds(self.node.kubectl, [crd_file(folder, name) for name in UPSTREAM_CRDS])
 
     def ensure_namespace(self) -> None:
         """The release's namespace, enforcing Pod Security ``restricted``."""
