@@ -45,6 +45,61 @@ def java_binary() -> str:
     return java
 
 
+def kraft_server_properties(
+    *,
+    host: str,
+    plaintext_port: int,
+    controller_port: int,
+    data_dir: str,
+    sasl_port: int | None = None,
+    advertised_sasl_host: str | None = None,
+) -> str:
+    """A single-node combined broker + controller. Inter-broker traffic uses the PLAINTEXT
+    listener on ``host``; with ``sasl_port``, a SASL_PLAINTEXT listener (SCRAM-SHA-512, as a
+    Strimzi KafkaUser) listens on all addresses and is advertised as ``advertised_sasl_host``
+    (a Service's name in a cluster; ``host`` by default)."""
+    listeners = [f"PLAINTEXT://{host}:{plaintext_port}"]
+    advertised = list(listeners)
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    sasl: list[str] = []
+    if sasl_port is not None:
+        bind = host if advertised_sasl_host is None else "0.0.0.0"
+        listeners.append(f"SASL_PLAINTEXT://{bind}:{sasl_port}")
+        advertised.append(f"SASL_PLAINTEXT://{advertised_sasl_host or host}:{sasl_port}")
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        sasl = [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        ]
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"listeners={','.join(listeners)},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners={','.join(advertised)}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
+            *sasl,
+            f"log.dirs={data_dir}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            # Big enough for the benchmark backlogs, small enough for a laptop disk.
+            "log.retention.bytes=8589934592",
+            "log.segment.bytes=268435456",
+            "",
+        ]
+    )
+
+
 @dataclass
 class Kafka:
     paths: StackPaths
@@ -79,43 +134,12 @@ class Kafka:
         return f"127.0.0.1:{self.sasl_port}"
 
     def server_properties(self) -> str:
-        data = self.home / "data"
-        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
-        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
-        sasl: list[str] = []
-        if self.sasl_port is not None:
-            listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
-            protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
-            sasl = [
-                "sasl.enabled.mechanisms=SCRAM-SHA-512",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            ]
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners={','.join(listeners)}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"listener.security.protocol.map={protocols}",
-                *sasl,
-                f"log.dirs={data}",
-                "num.partitions=1",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                # Big enough for the benchmark backlogs, small enough for a laptop disk.
-                "log.retention.bytes=8589934592",
-                "log.segment.bytes=268435456",
-                "",
-            ]
+        return kraft_server_properties(
+            host="127.0.0.1",
+            plaintext_port=self.port,
+            controller_port=self.controller_port,
+            sasl_port=self.sasl_port,
+            data_dir=str(self.home / "data"),
         )
 
     def _java(self, jars: Path, main: str, *args: str) -> list[str]:
