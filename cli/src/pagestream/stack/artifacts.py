@@ -128,6 +128,10 @@ class GoToolset:
             flags.append(
                 f"-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version={v}"
             )
+        elif self.name == "prometheus-operator":
+            v = self.required_version(PROMETHEUS_OPERATOR_MODULE)
+            common = "github.com/prometheus/common/version"
+            flags += [f"-X {common}.Version={v.lstrip('v')}", f"-X {common}.Branch=release"]
         elif self.name == "helm":
             v = self.required_version("helm.sh/helm/v3")
             kube = self.required_version("k8s.io/client-go")  # v0.37.x -> Kubernetes 1.37
@@ -166,6 +170,16 @@ COREDNS_TOOLS = GoToolset("coredns", ("github.com/coredns/coredns",), static=Tru
 # The node's dynamic volume provisioner (tools/go/provisioner/main.go).
 PROVISIONER_TOOLS = GoToolset("provisioner", ("pagestream.dev/tools/provisioner",))
 HELM_TOOLS = GoToolset("helm", ("helm.sh/helm/v3/cmd/helm",))
+# prometheus-operator and its config-reloader, for the node's platform (stack/node/platform.py).
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_TOOLS = GoToolset(
+    "prometheus-operator",
+    (
+        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/operator",
+        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/prometheus-config-reloader",
+    ),
+    static=True,
+)
 SKAFFOLD_TOOLS = GoToolset(
     "skaffold", ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",)
 )
@@ -249,3 +263,83 @@ def pause_binary(cache: Path) -> Path:
     (tmp / ".complete").write_text("")
     _publish(tmp, final)
     return final / "pause"
+
+
+# --- The platform operators, built inside their own modules ------------------------------------
+
+# The modules whose CRDs tools/crds/go pins are built at those same versions, so the operator on
+# the node and the CRDs installed for it can never drift apart.
+PLATFORM_PINS = TOOLS_DIR / "crds" / "go"
+
+
+@dataclass(frozen=True)
+class UpstreamBuild:
+    """Commands built from an upstream Go module's own source tree, with its own go.mod and
+    go.sum (their ``replace`` lines are why a wrapper module cannot build them). Static, for
+    images with no C library."""
+
+    name: str
+    module: str
+    packages: tuple[str, ...]
+
+    def version(self) -> str:
+        gomod = (PLATFORM_PINS / "go.mod").read_text()
+        m = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)} (v\S+)", gomod, re.M)
+        if not m:
+            raise StackError(f"{self.module} is not pinned in {PLATFORM_PINS}/go.mod")
+        return m.group(1)
+
+    def ldflags(self) -> str:
+        flags = ["-s", "-w"]
+        v = self.version()
+        if self.name == "spark-operator":
+            flags.append(f"-X k8s.io/component-base/version.gitVersion={v}")
+        return " ".join(flags)
+
+    def cache_key(self) -> str:
+        return content_key(
+            PLATFORM_PINS / "go.sum", self.module, self.version(), self.ldflags(), *self.packages
+        )
+
+
+SPARK_OPERATOR_BUILD = UpstreamBuild(
+    "spark-operator", "github.com/kubeflow/spark-operator/v2", ("./cmd/operator",)
+)
+CNPG_BUILD = UpstreamBuild(
+    "cloudnative-pg", "github.com/cloudnative-pg/cloudnative-pg", ("./cmd/manager",)
+)
+PLATFORM_BUILDS = (SPARK_OPERATOR_BUILD, CNPG_BUILD)
+
+
+def upstream_source(build: UpstreamBuild) -> Path:
+    """The module's source tree at the pinned version (read-only, in Go's module cache)."""
+    return go_module_source(f"{build.module}@{build.version()}", cwd=PLATFORM_PINS)
+
+
+def upstream_binaries(cache: Path, build: UpstreamBuild) -> Path:
+    """Build the module's commands once (2-3 minutes each, cold); return the folder."""
+    final = cache / "go" / f"{build.name}-{build.cache_key()}"
+    if (final / ".complete").exists():
+        return final
+    go = _require("go", "install Go 1.24 or newer (it comes with this machine kind)")
+    source = upstream_source(build)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{build.name}-", dir=final.parent))
+    env = dict(os.environ, GOFLAGS="-buildvcs=false -mod=readonly", CGO_ENABLED="0")
+    _run(
+        [
+            go,
+            "build",
+            "-ldflags",
+            build.ldflags(),
+            "-o",
+            str(tmp) + "/",
+            *build.packages,
+        ],
+        what=f"building {build.name} {build.version()} with Go (2-3 minutes the first time)",
+        cwd=source,
+        env=env,
+    )
+    (tmp / ".complete").write_text("")
+    _publish(tmp, final)
+    return final
