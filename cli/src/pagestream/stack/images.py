@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 IMAGES_DIR = REPO_ROOT / "images"
 BASES_DIR = IMAGES_DIR / "base"
+PLATFORM_DIR = IMAGES_DIR / "platform"
 REGISTRY = "localhost"
 COMPONENTS = ("operator", "simulator", "spark")
 
@@ -74,6 +75,8 @@ BASE_ARGS = {
     "MAVEN_IMAGE": "maven",
     "SPARK_IMAGE": "spark",
 }
+# The platform images' build arguments that name a local base.
+PLATFORM_BASE_ARGS = {"DEBIAN_IMAGE": "debian", "SPARK_IMAGE": "spark"}
 # The local Spark base has Debian's Python 3.11 (the official image's python3 may be older).
 EXTRA_ARGS: dict[str, dict[str, str]] = {"spark": {"UV_PYTHON_PREFERENCE": "only-system"}}
 # Each base's own parent, if it is one of ours.
@@ -964,6 +967,69 @@ class ImageBuilder:
                 lines.append(f"ENTRYPOINT {json.dumps(list(entrypoint))}")
                 (context / "Dockerfile").write_text("\n".join(lines) + "\n")
                 self._build(ref, dockerfile=context / "Dockerfile", context=context)
+        return ref
+
+    def build_platform(
+        self,
+        name: str,
+        inputs: Mapping[str, Path],
+        *,
+        versions: Mapping[str, str],
+        tag_prefix: str = "",
+    ) -> ImageRef:
+        """An image of a platform operator or server the node runs (``images/platform/<name>``):
+        its Dockerfile and files, plus ``inputs`` (name in the build context -> a file, or a
+        folder whose name is already a cache key, such as a Maven classpath), on the local
+        bases. The tag is a digest of all of it and of ``versions`` (what the image packs),
+        after ``tag_prefix`` (CloudNativePG reads PostgreSQL's major version off the tag)."""
+        folder = PLATFORM_DIR / name
+        dockerfile = folder / "Dockerfile"
+        if not dockerfile.is_file():
+            raise StackError(f"no platform image {name!r}: {dockerfile} is missing")
+        used = {
+            arg
+            for word, rest in dockerfile_instructions(dockerfile)
+            if word == "FROM"
+            for arg in re.findall(r"\$\{?(\w+)\}?", rest.split()[0])
+        }
+        bases = {arg: base for arg, base in PLATFORM_BASE_ARGS.items() if arg in used}
+        args = {arg: base_ref(base).reference for arg, base in bases.items()}
+        own = sorted(p for p in folder.rglob("*") if p.is_file())
+        parts: list[bytes | str] = [f"platform {name}", *_file_parts(own, folder)]
+        for key, path in sorted(inputs.items()):
+            if path.is_dir():
+                parts += [key, "dir", path.name]
+            else:
+                parts += [key, "x" if os.access(path, os.X_OK) else "-", path.read_bytes()]
+        parts += [f"{k}={v}" for k, v in sorted({**args, **versions}.items())]
+        ref = ImageRef(f"pagestream-{name}", tag_prefix + _digest(*parts))
+        with self._locked():
+            if self.exists(ref):
+                return ref
+        for base in bases.values():
+            self.build_base(base)
+        with self._locked(), self._context_dir(name) as context:
+            if self.exists(ref):
+                return ref
+            for path in own:
+                target = context / path.relative_to(folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            for key, path in inputs.items():
+                if path.is_dir():
+                    shutil.copytree(path, context / key, copy_function=os.link)
+                else:
+                    shutil.copy2(path, context / key)
+            self._build(
+                ref,
+                dockerfile=context / "Dockerfile",
+                context=context,
+                build_args={
+                    **args,
+                    **{k.upper().replace("-", "_"): v for k, v in versions.items()},
+                },
+                volumes=self._apt_volumes() if "DEBIAN_IMAGE" in bases else [],
+            )
         return ref
 
     def prune(self) -> list[str]:
