@@ -37,7 +37,18 @@ class _Model(BaseModel):
 
 Duration = Annotated[str, Field(pattern=r"^[0-9]+ (second|seconds|minute|minutes|hour|hours)$")]
 SparkMemory = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmgt]$")]
+# A Kubernetes CPU quantity: whole or decimal cores, or millicores (500m, 0.5, 2).
+CpuQuantity = Annotated[str, Field(max_length=16, pattern=r"^[0-9]+(\.[0-9]+)?m?$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# Kubernetes label keys (also node-selector and annotation keys, toleration keys): an optional
+# DNS-subdomain prefix and a slash, then a name of at most 63 characters. The CRD states the
+# same patterns (its CEL rules have no backslashes, hence [.] for a dot).
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+QualifiedName = Annotated[str, Field(max_length=317, pattern=QUALIFIED_NAME)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 
 
 # --- kafka -----------------------------------------------------------------------------------
@@ -125,13 +136,117 @@ class PullPolicy(StrEnum):
 
 class DriverSpec(_Model):
     cores: int = Field(default=1, ge=1, le=64)
+    core_request: CpuQuantity | None = None
     memory: SparkMemory = "1g"
+    memory_overhead: SparkMemory | None = None
 
 
 class ExecutorSpec(_Model):
     instances: int = Field(default=1, ge=1, le=200)
     cores: int = Field(default=1, ge=1, le=64)
+    core_request: CpuQuantity | None = None
     memory: SparkMemory = "1g"
+    memory_overhead: SparkMemory | None = None
+
+
+class TolerationOperator(StrEnum):
+    EQUAL = "Equal"
+    EXISTS = "Exists"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(_Model):
+    """corev1.Toleration's fields, with the operators and effects Kubernetes accepts and its
+    rules between them (checked in :meth:`PodsSpec.problems`, as the CRD checks them in CEL)."""
+
+    key: QualifiedName | None = None
+    operator: TolerationOperator = TolerationOperator.EQUAL
+    value: LabelValue | None = None
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Affinity(_Model):
+    """corev1.Affinity, passed through as written: the three kinds are objects the CRD keeps
+    unvalidated (Kubernetes checks them when the driver pod is created)."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+
+# Label keys the operator, Spark and the Spark operator set on the driver and executor pods:
+# spec.spark.pods.labels may not set them (prefixes, then exact keys).
+RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pagestream.dev/", "sparkoperator.k8s.io/")
+RESERVED_LABELS = (
+    "spark-app-name",
+    "spark-app-selector",
+    "spark-exec-id",
+    "spark-exec-resourceprofile-id",
+    "spark-role",
+    "spark-version",
+)
+# Annotation keys the operator sets (the checkpoint location, the restart nonce).
+RESERVED_ANNOTATION_PREFIXES = ("pagestream.dev/",)
+# The CRD's CEL messages say the same (without the offending keys, which CEL cannot list).
+RESERVED_LABELS_MESSAGE = (
+    "labels under app.kubernetes.io/, pagestream.dev/ and sparkoperator.k8s.io/, and Spark's "
+    "own spark-app-name, spark-app-selector, spark-exec-id, spark-exec-resourceprofile-id, "
+    "spark-role and spark-version, are set by the operator, Spark and the Spark operator"
+)
+RESERVED_ANNOTATIONS_MESSAGE = "annotations under pagestream.dev/ are set by the operator"
+TOLERATION_NO_KEY_MESSAGE = (
+    "a toleration without a key must have operator Exists (it then tolerates every taint)"
+)
+TOLERATION_EXISTS_VALUE_MESSAGE = "a toleration with operator Exists must have no value"
+TOLERATION_SECONDS_MESSAGE = "tolerationSeconds needs effect NoExecute"
+
+
+class PodsSpec(_Model):
+    """Where and how the driver and executor pods run; applies to both."""
+
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    affinity: Affinity | None = None
+    priority_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
+    annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=32
+    )
+
+    def problems(self) -> list[str]:
+        """The CRD's CEL rules for spec.spark.pods, checked again; each message names the field."""
+        found = []
+        taken = sorted(
+            k for k in self.labels if k.startswith(RESERVED_LABEL_PREFIXES) or k in RESERVED_LABELS
+        )
+        if taken:
+            found.append(f"spec.spark.pods.labels: {', '.join(taken)}: {RESERVED_LABELS_MESSAGE}")
+        taken = sorted(k for k in self.annotations if k.startswith(RESERVED_ANNOTATION_PREFIXES))
+        if taken:
+            found.append(
+                f"spec.spark.pods.annotations: {', '.join(taken)}: {RESERVED_ANNOTATIONS_MESSAGE}"
+            )
+        where = "spec.spark.pods.tolerations"
+        for i, t in enumerate(self.tolerations):
+            exists = t.operator is TolerationOperator.EXISTS
+            if t.key is None and not exists:
+                found.append(f"{where}[{i}]: {TOLERATION_NO_KEY_MESSAGE}")
+            if exists and t.value:
+                found.append(f"{where}[{i}]: {TOLERATION_EXISTS_VALUE_MESSAGE}")
+            if t.toleration_seconds is not None and t.effect is not TaintEffect.NO_EXECUTE:
+                found.append(f"{where}[{i}]: {TOLERATION_SECONDS_MESSAGE}")
+        return found
 
 
 class SparkSpec(_Model):
@@ -141,6 +256,7 @@ class SparkSpec(_Model):
     service_account: str = "spark"
     driver: DriverSpec = DriverSpec()
     executor: ExecutorSpec = ExecutorSpec()
+    pods: PodsSpec = PodsSpec()
     trigger_interval: Duration = "5 seconds"
     max_offsets_per_trigger: int = Field(default=200_000, ge=1, le=1_000_000_000)
     conf: dict[str, str] = Field(default_factory=dict)
@@ -205,6 +321,13 @@ class MonitoringSpec(_Model):
     dashboards: bool = False
 
 
+# Spark settings the operator sets itself (render.OPERATOR_SPARK_CONF puts the job's jars on the
+# classpath); spec.spark.conf may not set them, nor any spark.kubernetes.* key.
+RESERVED_SPARK_CONF = frozenset(
+    {"spark.jars", "spark.driver.extraClassPath", "spark.executor.extraClassPath"}
+)
+
+
 class PipelineSpec(_Model):
     kafka: KafkaSpec
     postgres: PostgresSpec
@@ -236,10 +359,13 @@ class PipelineSpec(_Model):
         if (self.checkpoint.persistent_volume_claim is None) == (self.checkpoint.uri is None):
             found.append("spec.checkpoint: set exactly one of persistentVolumeClaim or uri")
         reserved = [
-            k for k in self.spark.conf if k == "spark.jars" or k.startswith("spark.kubernetes.")
+            k
+            for k in self.spark.conf
+            if k in RESERVED_SPARK_CONF or k.startswith("spark.kubernetes.")
         ]
         if reserved:
             found.append(f"spec.spark.conf: {', '.join(sorted(reserved))} are set by the operator")
+        found += self.spark.pods.problems()
         return found
 
 

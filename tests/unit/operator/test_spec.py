@@ -1,4 +1,9 @@
-"""The typed spec model agrees with the CRD, and parsing reports problems by field name."""
+"""The typed spec model agrees with the CRD, and parsing reports problems by field name.
+
+The CRD's own rules (schema and CEL) are checked here too, without a server, by the validator
+that `pagestream up` uses (pagestream.local.crd_schema, which evaluates CEL with cel-python);
+tests/integration compares that validator with the real kube-apiserver.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from pagestream.local.crd_schema import InvalidResource
+from pagestream.local.crd_schema import validate as crd_validate
+from pagestream_operator import spec as spec_module
 from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -155,3 +163,172 @@ def test_invalid_specs_are_rejected_naming_the_field(changes: dict[str, Any], me
     with pytest.raises(SpecError) as info:
         parse_spec(_with(**changes))
     assert message in str(info.value)
+
+
+# --- spark resources and pods: the CRD's rules and the model's, case by case ------------------
+
+POD_SETTINGS: dict[str, Any] = {
+    "nodeSelector": {"kubernetes.io/arch": "amd64", "pool": "streaming"},
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "spark", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 1,
+                    "preference": {
+                        "matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]
+                    },
+                }
+            ]
+        }
+    },
+    "priorityClassName": "streaming-high",
+    "labels": {"team": "analytics", "example.com/cost-centre": "shop-42"},
+    "annotations": {"example.com/owner": "analytics team <analytics@example.com>"},
+}
+
+
+def _resource(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "pagestream.dev/v1alpha1",
+        "kind": "PageAnalyticsPipeline",
+        "metadata": {"name": "p"},
+        "spec": spec,
+    }
+
+
+def _crd_errors(spec: dict[str, Any]) -> list[str]:
+    """What kube-apiserver would say, as the local validator (schema + CEL) reproduces it."""
+    try:
+        crd_validate(_resource(spec), CRD_FILE)
+    except InvalidResource as exc:
+        return [str(e) for e in exc.errors]
+    return []
+
+
+def test_resources_and_pod_settings_are_accepted_by_the_crd_and_the_model() -> None:
+    raw = _with(
+        spark__driver={"cores": 1, "coreRequest": "250m", "memory": "1g", "memoryOverhead": "512m"},
+        spark__executor={"cores": 2, "coreRequest": "0.5", "memoryOverhead": "1g"},
+        spark__pods=POD_SETTINGS,
+    )
+    assert _crd_errors(raw) == []
+    spec = parse_spec(raw)
+    assert spec.spark.driver.core_request == "250m"
+    assert spec.spark.executor.memory_overhead == "1g"
+    assert spec.spark.pods.tolerations[2].toleration_seconds == 60
+    assert spec.spark.pods.affinity is not None and spec.spark.pods.affinity.node_affinity
+
+
+def test_pod_settings_default_to_nothing() -> None:
+    spec = parse_spec(MINIMAL)
+    pods = spec.spark.pods
+    assert (pods.node_selector, pods.tolerations, pods.labels, pods.annotations) == ({}, [], {}, {})
+    assert pods.affinity is None and pods.priority_class_name is None
+    assert spec.spark.driver.core_request is None and spec.spark.executor.memory_overhead is None
+
+
+# (changes, the field both the CRD and parse_spec must name)
+INVALID_SPARK: list[tuple[dict[str, Any], str]] = [
+    ({"spark__driver": {"coreRequest": "half"}}, "spec.spark.driver.coreRequest"),
+    ({"spark__executor": {"coreRequest": "500M"}}, "spec.spark.executor.coreRequest"),
+    ({"spark__driver": {"memoryOverhead": "1.5g"}}, "spec.spark.driver.memoryOverhead"),
+    ({"spark__executor": {"memoryOverhead": "512"}}, "spec.spark.executor.memoryOverhead"),
+    ({"spark__conf": {"spark.driver.extraClassPath": "/x/*"}}, "spec.spark.conf"),
+    ({"spark__conf": {"spark.executor.extraClassPath": "/x/*"}}, "spec.spark.conf"),
+    ({"spark__conf": {"spark.jars": "local:///x.jar"}}, "spec.spark.conf"),
+    ({"spark__pods": {"labels": {"app.kubernetes.io/name": "x"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"pagestream.dev/pipeline": "x"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"spark-role": "executor"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"sparkoperator.k8s.io/app-name": "x"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"not a key": "x"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"team": "not a value"}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"labels": {"team": "x" * 64}}}, "spec.spark.pods.labels"),
+    ({"spark__pods": {"nodeSelector": {"-pool": "a"}}}, "spec.spark.pods.nodeSelector"),
+    ({"spark__pods": {"nodeSelector": {"pool": "a b"}}}, "spec.spark.pods.nodeSelector"),
+    (
+        {"spark__pods": {"annotations": {"pagestream.dev/restart-nonce": "9"}}},
+        "spec.spark.pods.annotations",
+    ),
+    ({"spark__pods": {"annotations": {"a/b/c": "x"}}}, "spec.spark.pods.annotations"),
+    ({"spark__pods": {"tolerations": [{"value": "x"}]}}, "spec.spark.pods.tolerations"),
+    (
+        {"spark__pods": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}},
+        "spec.spark.pods.tolerations",
+    ),
+    (
+        {"spark__pods": {"tolerations": [{"key": "k", "tolerationSeconds": 30}]}},
+        "spec.spark.pods.tolerations",
+    ),
+    (
+        {"spark__pods": {"tolerations": [{"key": "k", "effect": "NoRun"}]}},
+        "spec.spark.pods.tolerations",
+    ),
+    (
+        {"spark__pods": {"tolerations": [{"key": "k", "operator": "In"}]}},
+        "spec.spark.pods.tolerations",
+    ),
+    ({"spark__pods": {"priorityClassName": "High_Priority"}}, "spec.spark.pods.priorityClassName"),
+    ({"spark__pods": {"affinity": "anywhere"}}, "spec.spark.pods.affinity"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), INVALID_SPARK, ids=lambda v: str(v)[:60])
+def test_invalid_spark_settings_are_refused_by_the_crd_naming_the_field(
+    changes: dict[str, Any], field: str
+) -> None:
+    errors = _crd_errors(_with(**changes))
+    assert errors, "the CRD accepted it"
+    assert field in errors[0], errors
+
+
+@pytest.mark.parametrize(("changes", "field"), INVALID_SPARK, ids=lambda v: str(v)[:60])
+def test_invalid_spark_settings_are_refused_by_parse_spec_naming_the_field(
+    changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(_with(**changes))
+    assert field in str(info.value)
+
+
+def test_a_toleration_of_every_taint_is_accepted() -> None:
+    raw = _with(spark__pods={"tolerations": [{"operator": "Exists"}]})
+    assert _crd_errors(raw) == []
+    assert parse_spec(raw).spark.pods.tolerations[0].key is None
+
+
+def test_the_crd_and_the_model_give_the_same_messages() -> None:
+    """problems() repeats the CRD's CEL messages word for word (adding the offending keys)."""
+    rules = {}
+
+    def walk(schema: dict[str, Any]) -> None:
+        for rule in schema.get("x-kubernetes-validations", []):
+            rules[rule["rule"]] = " ".join(rule["message"].split())
+        for prop in schema.get("properties", {}).values():
+            walk(prop)
+
+    walk(crd_schema())
+    messages = set(rules.values())
+    for text, field in [
+        (spec_module.RESERVED_LABELS_MESSAGE, "spec.spark.pods.labels"),
+        (spec_module.RESERVED_ANNOTATIONS_MESSAGE, "spec.spark.pods.annotations"),
+        (spec_module.TOLERATION_NO_KEY_MESSAGE, "spec.spark.pods.tolerations"),
+        (spec_module.TOLERATION_EXISTS_VALUE_MESSAGE, "spec.spark.pods.tolerations"),
+        (spec_module.TOLERATION_SECONDS_MESSAGE, "spec.spark.pods.tolerations"),
+    ]:
+        assert f"{field}: {text}" in messages, text
+    # The reserved keys the model checks are the ones the CEL rules list.
+    labels_rule = next(r for r in rules if "spark-role" in r)
+    for key in spec_module.RESERVED_LABELS:
+        assert f"'{key}'" in labels_rule
+    for prefix in spec_module.RESERVED_LABEL_PREFIXES:
+        assert f"k.startsWith('{prefix}')" in labels_rule
+    conf_rule = next(r for r in rules if "spark.jars" in r)
+    for key in spec_module.RESERVED_SPARK_CONF:
+        assert f"'{key}'" in conf_rule
+    # The patterns the CEL rules use for keys are the model's.
+    assert f"k.matches('{spec_module.QUALIFIED_NAME}')" in next(r for r in rules if "matches" in r)
