@@ -8,6 +8,7 @@ because they need the live object's uid.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +20,54 @@ from pagestream_operator.spec import (
     PipelineSpec,
 )
 
-# Where the pagestream Spark image keeps the job and its jars (the image is built in the
-# chart's issue; these paths are the contract between it and the operator).
+# Where the pagestream Spark image (images/spark/Dockerfile) keeps the job and its jars; these
+# paths are the contract between it and the operator.
 JOB_MAIN_FILE = "local:///opt/pagestream/spark-apps/main.py"
-JOB_JARS = ("local:///opt/pagestream/jars/*.jar",)
+JOB_JARS_DIR = "/opt/pagestream/jars"
+# The jars go on the driver's and executors' JVM classpath as a classpath wildcard (the JVM
+# itself expands dir/* to every jar in dir), not through spark-submit --jars: nothing is
+# copied, uploaded or fetched when the job starts.
+JOB_CLASSPATH = f"{JOB_JARS_DIR}/*"
+# Only for tests/integration/chart/test_images.py, which still reads the jars' folder from it
+# (as Path(...).parent); remove once it reads JOB_JARS_DIR. Nothing renders it.
+JOB_JARS = (f"local://{JOB_CLASSPATH}",)
 # Where a checkpoint PersistentVolumeClaim is mounted in the driver and executors.
 CHECKPOINT_MOUNT = "/opt/pagestream/checkpoints"
 CHECKPOINT_VOLUME = "checkpoint"
 METRICS_PORT_NAME = "metrics"
+
+# The pod templates (spec.driver.template, spec.executor.template) carry everything about the
+# pods that the Spark operator cannot turn into spark-submit configuration, so the pods are
+# right without its mutating webhook. Spark starts each pod from its template and adds its
+# own settings; it keeps the template's pod spec and, from the container named below (Spark's
+# own container names, which the Spark operator also passes as
+# spark.kubernetes.{driver,executor}.podTemplateContainerName), its env, ports, volume mounts
+# and securityContext.
+DRIVER_CONTAINER = "spark-kubernetes-driver"
+EXECUTOR_CONTAINER = "spark-kubernetes-executor"
+# The Pod Security Standard "restricted", always: uid/gid 185 is the spark user of the
+# pagestream Spark image.
+SPARK_UID = 185
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": SPARK_UID,
+    "runAsGroup": SPARK_UID,
+    "fsGroup": SPARK_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+# With a read-only root filesystem, the writable places: /tmp (the JVM, Python, the image's
+# entrypoint) and Spark's working directory, where executors fetch the application's files.
+# Spark adds emptyDirs for its own local dirs (spark-local-dir-*) itself.
+SCRATCH_VOLUMES: tuple[tuple[str, str], ...] = (
+    ("tmp", "/tmp"),
+    ("work-dir", "/opt/spark/work-dir"),
+)
 
 SPARK_API = "sparkoperator.k8s.io/v1beta2"
 STRIMZI_API = "kafka.strimzi.io/v1"
@@ -48,6 +89,8 @@ OPERATOR_SPARK_CONF = {
     "spark.sql.streaming.metricsEnabled": "true",
     "spark.metrics.namespace": "pagestream",
     "spark.ui.prometheus.enabled": "true",
+    "spark.driver.extraClassPath": JOB_CLASSPATH,
+    "spark.executor.extraClassPath": JOB_CLASSPATH,
 }
 
 
@@ -193,18 +236,18 @@ def referenced_secrets(inp: RenderInput) -> list[str]:
 # --- children --------------------------------------------------------------------------------
 
 
-def render_spark_application(inp: RenderInput) -> dict[str, Any]:
+def _pod_template(
+    inp: RenderInput,
+    container_name: str,
+    env: list[dict[str, Any]] | None = None,
+    ports: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A pod template: restricted security, scratch volumes, the checkpoint volume and the
+    pod-level placement from spec.spark.pods (each call returns fresh objects)."""
     spec = inp.spec
-    spark = spec.spark
-    pod_labels = common_labels(inp.name, "streaming-job")
-    driver_annotations = {CHECKPOINT_ANNOTATION: checkpoint_location(inp)}
-    if spec.lifecycle.restart_nonce is not None:
-        # The Spark operator resubmits on any spec change: a new nonce in the driver's
-        # annotations is such a change, and shows on the pod which restart it belongs to.
-        driver_annotations[NONCE_ANNOTATION] = str(spec.lifecycle.restart_nonce)
-
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
+    pods = spec.spark.pods
+    volumes: list[dict[str, Any]] = [{"name": n, "emptyDir": {}} for n, _ in SCRATCH_VOLUMES]
+    mounts: list[dict[str, Any]] = [{"name": n, "mountPath": p} for n, p in SCRATCH_VOLUMES]
     pvc = spec.checkpoint.persistent_volume_claim
     if pvc:
         volumes.append(
@@ -212,30 +255,96 @@ def render_spark_application(inp: RenderInput) -> dict[str, Any]:
         )
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": CHECKPOINT_MOUNT})
 
+    container: dict[str, Any] = {
+        "name": container_name,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+    }
+    if env:
+        container["env"] = env
+    if ports:
+        container["ports"] = ports
+    container["volumeMounts"] = mounts
+
+    pod_spec: dict[str, Any] = {"securityContext": copy.deepcopy(POD_SECURITY_CONTEXT)}
+    if pods.priority_class_name:
+        pod_spec["priorityClassName"] = pods.priority_class_name
+    if pods.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pods.tolerations
+        ]
+    affinity = pods.affinity.model_dump(by_alias=True, exclude_none=True) if pods.affinity else {}
+    if affinity:
+        pod_spec["affinity"] = copy.deepcopy(affinity)
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = volumes
+    return {"spec": pod_spec}
+
+
+def _resources(
+    cores: int, core_request: str | None, memory: str, memory_overhead: str | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"cores": cores}
+    if core_request is not None:
+        out["coreRequest"] = core_request
+    out["memory"] = memory
+    if memory_overhead is not None:
+        out["memoryOverhead"] = memory_overhead
+    return out
+
+
+def render_spark_application(inp: RenderInput) -> dict[str, Any]:
+    """The SparkApplication. Its driver and executor fields hold only what the Spark operator
+    turns into spark-submit configuration (resources, service account, labels, annotations);
+    everything else about the pods is in their templates (see DRIVER_CONTAINER)."""
+    spec = inp.spec
+    spark = spec.spark
+    pods = spark.pods
+    # The operator's labels last: spec.spark.pods.labels may not use its keys (PipelineSpec).
+    pod_labels = {**pods.labels, **common_labels(inp.name, "streaming-job")}
+    driver_annotations = {**pods.annotations, CHECKPOINT_ANNOTATION: checkpoint_location(inp)}
+    if spec.lifecycle.restart_nonce is not None:
+        # The Spark operator resubmits on any spec change: a new nonce in the driver's
+        # annotations is such a change, and shows on the pod which restart it belongs to.
+        driver_annotations[NONCE_ANNOTATION] = str(spec.lifecycle.restart_nonce)
+
     driver: dict[str, Any] = {
-        "cores": spark.driver.cores,
-        "memory": spark.driver.memory,
+        **_resources(
+            spark.driver.cores,
+            spark.driver.core_request,
+            spark.driver.memory,
+            spark.driver.memory_overhead,
+        ),
         "serviceAccount": spark.service_account,
         "labels": pod_labels,
         "annotations": driver_annotations,
-        "env": secret_env(inp),
-        "ports": [
-            {
-                "name": METRICS_PORT_NAME,
-                "containerPort": spec.monitoring.metrics_port,
-                "protocol": "TCP",
-            }
-        ],
+        # The job's secrets go to the driver only: the sink runs there, and the job hands
+        # executors what they need in its Spark options.
+        "template": _pod_template(
+            inp,
+            DRIVER_CONTAINER,
+            env=secret_env(inp),
+            ports=[
+                {
+                    "name": METRICS_PORT_NAME,
+                    "containerPort": spec.monitoring.metrics_port,
+                    "protocol": "TCP",
+                }
+            ],
+        ),
     }
     executor: dict[str, Any] = {
         "instances": spark.executor.instances,
-        "cores": spark.executor.cores,
-        "memory": spark.executor.memory,
+        **_resources(
+            spark.executor.cores,
+            spark.executor.core_request,
+            spark.executor.memory,
+            spark.executor.memory_overhead,
+        ),
         "labels": dict(pod_labels),
     }
-    if mounts:
-        driver["volumeMounts"] = [dict(m) for m in mounts]
-        executor["volumeMounts"] = [dict(m) for m in mounts]
+    if pods.annotations:
+        executor["annotations"] = dict(pods.annotations)
+    executor["template"] = _pod_template(inp, EXECUTOR_CONTAINER)
 
     app_spec: dict[str, Any] = {
         "type": "Python",
@@ -246,15 +355,16 @@ def render_spark_application(inp: RenderInput) -> dict[str, Any]:
         "sparkVersion": spark.version,
         "mainApplicationFile": JOB_MAIN_FILE,
         "arguments": job_config(inp).to_args(),
-        "deps": {"jars": list(JOB_JARS)},
         "sparkConf": {**spark.conf, **OPERATOR_SPARK_CONF},
         "restartPolicy": dict(RESTART_POLICY),
         "suspend": spec.lifecycle.state is DesiredState.SUSPENDED,
-        "driver": driver,
-        "executor": executor,
     }
-    if volumes:
-        app_spec["volumes"] = volumes
+    if pods.node_selector:
+        # The application-wide node selector is the one the Spark operator turns into
+        # spark.kubernetes.node.selector.* (the driver's and executor's own need the webhook).
+        app_spec["nodeSelector"] = dict(pods.node_selector)
+    app_spec["driver"] = driver
+    app_spec["executor"] = executor
     return {
         "apiVersion": SPARK_API,
         "kind": "SparkApplication",

@@ -9,6 +9,8 @@ from operator_cases import CASES, case, load_case
 
 from pagestream_common.jobconfig import SECRET_ENV, JobConfig
 from pagestream_operator.render import (
+    CHECKPOINT_MOUNT,
+    JOB_JARS_DIR,
     JOB_MAIN_FILE,
     RenderInput,
     checkpoint_location,
@@ -33,7 +35,8 @@ def test_the_job_parses_the_arguments_it_is_given(case: Path) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_secrets_only_come_from_secret_references(case: Path) -> None:
     app = render_spark_application(load_case(case))
-    env = app["spec"]["driver"]["env"]
+    (container,) = app["spec"]["driver"]["template"]["spec"]["containers"]
+    env = container["env"]
     for var in env:
         if var["name"] in SECRET_VARS:
             assert set(var) == {"name", "valueFrom"}, var
@@ -62,3 +65,120 @@ def test_a_new_epoch_is_a_new_checkpoint_folder() -> None:
     later = RenderInput(inp.name, inp.namespace, inp.spec, checkpoint_epoch=9)
     assert checkpoint_location(inp) != checkpoint_location(later)
     assert checkpoint_location(later).endswith("/analytics/shop/epoch-9")
+
+
+# What the Spark operator turns into spark-submit configuration (its submission.go), so it
+# reaches the pods without its mutating webhook; everything else about a pod is in its template.
+SUBMIT_CONF_FIELDS = {
+    "driver": {
+        "cores",
+        "coreRequest",
+        "memory",
+        "memoryOverhead",
+        "serviceAccount",
+        "labels",
+        "annotations",
+        "template",
+    },
+    "executor": {
+        "instances",
+        "cores",
+        "coreRequest",
+        "memory",
+        "memoryOverhead",
+        "labels",
+        "annotations",
+        "template",
+    },
+}
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 185,
+    "runAsGroup": 185,
+    "fsGroup": 185,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_pods_need_no_webhook_and_meet_the_restricted_pod_security_standard(case: Path) -> None:
+    app = render_spark_application(load_case(case))["spec"]
+    assert "volumes" not in app, "volumes belong in the pod templates"
+    for role, container_name in (
+        ("driver", "spark-kubernetes-driver"),
+        ("executor", "spark-kubernetes-executor"),
+    ):
+        assert set(app[role]) <= SUBMIT_CONF_FIELDS[role], set(app[role]) - SUBMIT_CONF_FIELDS[role]
+        pod = app[role]["template"]["spec"]
+        assert pod["securityContext"] == RESTRICTED_POD
+        (container,) = pod["containers"]
+        assert container["name"] == container_name
+        assert container["securityContext"] == RESTRICTED_CONTAINER
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert set(mounts.values()) == set(volumes)
+        # The writable places of a read-only root filesystem.
+        for path in ("/tmp", "/opt/spark/work-dir"):
+            assert volumes[mounts[path]] == {"name": mounts[path], "emptyDir": {}}
+    executor = app["executor"]["template"]["spec"]["containers"][0]
+    assert "env" not in executor, "the job's secrets go to the driver only"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_the_jars_are_on_the_classpath_not_submitted(case: Path) -> None:
+    app = render_spark_application(load_case(case))["spec"]
+    assert "deps" not in app
+    assert app["sparkConf"]["spark.driver.extraClassPath"] == f"{JOB_JARS_DIR}/*"
+    assert app["sparkConf"]["spark.executor.extraClassPath"] == f"{JOB_JARS_DIR}/*"
+    assert "spark.jars" not in app["sparkConf"]
+
+
+def test_a_pvc_checkpoint_is_mounted_in_the_driver_and_the_executors() -> None:
+    inp = case("full")
+    app = render_spark_application(inp)["spec"]
+    assert checkpoint_location(inp).startswith(f"file://{CHECKPOINT_MOUNT}/")
+    for role in ("driver", "executor"):
+        pod = app[role]["template"]["spec"]
+        assert {"name": "checkpoint", "mountPath": CHECKPOINT_MOUNT} in pod["containers"][0][
+            "volumeMounts"
+        ]
+        assert {
+            "name": "checkpoint",
+            "persistentVolumeClaim": {"claimName": "storefront-checkpoints"},
+        } in pod["volumes"]
+
+
+def test_resources_and_pod_settings_reach_both_kinds_of_pod() -> None:
+    inp = case("full")
+    pods = inp.spec.spark.pods
+    app = render_spark_application(inp)["spec"]
+    assert (app["driver"]["coreRequest"], app["driver"]["memoryOverhead"]) == ("500m", "512m")
+    assert (app["executor"]["coreRequest"], app["executor"]["memoryOverhead"]) == ("1.5", "1g")
+    # The application-wide node selector is the one the Spark operator passes to spark-submit.
+    assert app["nodeSelector"] == {"pool": "streaming"}
+    for role in ("driver", "executor"):
+        pod = app[role]["template"]["spec"]
+        assert pod["priorityClassName"] == "streaming"
+        assert [t["key"] for t in pod["tolerations"]] == [t.key for t in pods.tolerations]
+        assert pod["tolerations"][1]["tolerationSeconds"] == 120
+        assert "nodeAffinity" in pod["affinity"]
+        labels = app[role]["labels"]
+        assert labels["team"] == "storefront"
+        assert labels["pagestream.dev/pipeline"] == inp.name
+        assert app[role]["annotations"]["example.com/owner"] == "storefront-team"
+
+
+def test_without_pod_settings_the_templates_hold_only_what_the_operator_needs() -> None:
+    app = render_spark_application(case("minimal"))["spec"]
+    assert "nodeSelector" not in app
+    for role in ("driver", "executor"):
+        pod = app[role]["template"]["spec"]
+        assert set(pod) == {"securityContext", "containers", "volumes"}
+        assert "coreRequest" not in app[role] and "memoryOverhead" not in app[role]
+    assert "annotations" not in app["executor"]
