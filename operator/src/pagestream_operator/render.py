@@ -28,9 +28,6 @@ JOB_JARS_DIR = "/opt/pagestream/jars"
 # itself expands dir/* to every jar in dir), not through spark-submit --jars: nothing is
 # copied, uploaded or fetched when the job starts.
 JOB_CLASSPATH = f"{JOB_JARS_DIR}/*"
-# Only for tests/integration/chart/test_images.py, which still reads the jars' folder from it
-# (as Path(...).parent); remove once it reads JOB_JARS_DIR. Nothing renders it.
-JOB_JARS = (f"local://{JOB_CLASSPATH}",)
 # Where a checkpoint PersistentVolumeClaim is mounted in the driver and executors.
 CHECKPOINT_MOUNT = "/opt/pagestream/checkpoints"
 CHECKPOINT_VOLUME = "checkpoint"

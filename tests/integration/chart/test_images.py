@@ -98,8 +98,7 @@ def test_spark_image_bakes_what_the_operator_renders() -> None:
     assert copies[main_path] == "spark-apps/main.py"
     steps = instructions(DOCKERFILES["spark"])
     (jar_copy,) = [r for w, r in steps if w == "COPY" and "--from=jars" in r]
-    (jar_glob,) = render.JOB_JARS
-    assert jar_copy.split()[-1] == str(Path(jar_glob.removeprefix("local://")).parent)
+    assert jar_copy.split()[-1] == render.JOB_JARS_DIR
     run_mvn = [r for w, r in steps if w == "RUN" and "mvn " in r]
     assert run_mvn and "tools/maven/spark/pom.xml" in " ".join(
         s for s, _ in context_copies(DOCKERFILES["spark"])
