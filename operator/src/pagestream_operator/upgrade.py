@@ -46,11 +46,25 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
     node.pop(leaf, None)
 
 
+def _without_empty(tree: dict[str, Any]) -> dict[str, Any]:
+    """The tree without the objects left empty (all their fields at defaults or dropped)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            value = _without_empty(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
 def upgrade_fingerprint(spec: PipelineSpec) -> str:
-    tree = spec.model_dump(mode="json", by_alias=True)
+    # Only what differs from the defaults: a field a newer CRD adds (with a default) leaves every
+    # existing pipeline's fingerprint as it was, so upgrading the operator is no job upgrade.
+    tree = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     for dotted in NO_UPGRADE_FIELDS:
         _drop(tree, dotted)
-    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(_without_empty(tree), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -37,6 +37,16 @@ def test_upgrade_fields_change_the_fingerprint() -> None:
     assert upgrade_fingerprint(spec(monitoring={"metricsPort": 9200})) != base
 
 
+def test_fields_left_at_their_defaults_do_not_count() -> None:
+    """A field a newer CRD adds arrives at its default: existing pipelines keep their
+    fingerprint, so an operator upgrade is no job upgrade (stateless ones keep their state)."""
+    base = upgrade_fingerprint(spec())
+    assert upgrade_fingerprint(spec(spark={"image": "img:1", "pods": {}})) == base
+    assert upgrade_fingerprint(spec(spark={"image": "img:1", "driver": {"cores": 1}})) == base
+    placed = spec(spark={"image": "img:1", "pods": {"priorityClassName": "streaming"}})
+    assert upgrade_fingerprint(placed) != base
+
+
 def test_first_deploy_starts_an_epoch_at_the_generation() -> None:
     plan = plan_deploy(spec(), generation=1, recorded=None)
     assert plan.checkpoint.epoch == 1
