@@ -116,6 +116,11 @@ def cmd_install(args: argparse.Namespace) -> int:
                 lambda: upstream_crds(paths.cache),
             ),
             ("pagestream's images (operator, simulator, spark)", lambda: _build_images(paths)),
+            (
+                "the platform's operators and images (spark-operator, CloudNativePG, PostgreSQL, "
+                "prometheus-operator, Prometheus, Kafka)",
+                lambda: _build_platform_images(paths),
+            ),
         ]
     for i, (what, step) in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {what} ...", flush=True)
@@ -130,6 +135,13 @@ def _build_images(paths: StackPaths) -> str:
 
     builder = ImageBuilder(paths)
     return " ".join(builder.build_component(c).reference for c in IMAGE_COMPONENTS)
+
+
+def _build_platform_images(paths: StackPaths) -> str:
+    from pagestream.stack.node.platform import build_platform_images
+
+    images, _ = build_platform_images(paths)
+    return " ".join(vars(images).values())
 
 
 def _platform() -> LocalPlatform:
@@ -325,8 +337,29 @@ def cmd_cluster_deploy(args: argparse.Namespace) -> int:
         print("the node is not up: run `pagestream cluster up` first", file=sys.stderr)
         return 1
     refs = node.load_components(IMAGE_COMPONENTS, progress=_progress)
-    release = AppRelease(node, namespace=args.namespace, name=args.release)
-    print(release.install(refs["operator"], sets=args.set, progress=_progress))
+    if args.platform:
+        from pagestream.stack.node.platform import deploy_pipeline_stack
+
+        timings: dict[str, float] = {}
+        stack = deploy_pipeline_stack(
+            node,
+            refs["operator"],
+            namespace=args.namespace,
+            release_name=args.release,
+            sets=args.set,
+            progress=_progress,
+            timings=timings,
+        )
+        for phase, seconds in timings.items():
+            print(f"{seconds:7.1f} s  {phase}")
+        print(
+            f"kafka      {stack.kafka_bootstrap} (SASL/SCRAM-SHA-512; users' Secrets: "
+            f"{', '.join(sorted(stack.kafka_users.passwords))})"
+        )
+        print(f"database   CloudNativePG cluster {stack.database} (Secret {stack.database}-app)")
+    else:
+        release = AppRelease(node, namespace=args.namespace, name=args.release)
+        print(release.install(refs["operator"], sets=args.set, progress=_progress))
     for component, ref in refs.items():
         print(f"image {component:<10} {ref}")
     return 0
@@ -542,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--release", default="pagestream", help="(default: pagestream)")
     deploy.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a chart value"
+    )
+    deploy.add_argument(
+        "--platform",
+        action="store_true",
+        help="first install the platform: spark-operator, CloudNativePG (with the release's "
+        "database), prometheus-operator with a Prometheus, and Kafka with SCRAM users",
     )
     deploy.set_defaults(func=cmd_cluster_deploy)
     build = cluster.add_parser(
