@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,9 +154,16 @@ def check_topic(producer: Producer, topic: str, timeout: float = 3.0) -> int | N
     return len(found.partitions)
 
 
-def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: float = 30) -> bool:
-    """Create ``topic`` unless it exists; True if it was created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+def ensure_topic(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    timeout: float = 30,
+    client_config: Mapping[str, str] | None = None,
+) -> bool:
+    """Create ``topic`` unless it exists; True if it was created. ``client_config`` holds the
+    connection's other librdkafka settings (security protocol, SASL credentials...)."""
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap_servers})
     future = admin.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
         operation_timeout=timeout,

@@ -236,7 +236,11 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> RunResult:
     settings = config.producer
     if config.create_topic_partitions is not None:
         created = ensure_topic(
-            settings.bootstrap_servers, settings.topic, config.create_topic_partitions
+            settings.bootstrap_servers,
+            settings.topic,
+            config.create_topic_partitions,
+            # The producer's own settings are not the admin client's: only the connection's.
+            client_config=dict(settings.extra),
         )
         log.info("topic ready", extra={"topic": settings.topic, "topic_created": created})
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
+from pagestream_simulator.producer import ProducerSettings
+from pagestream_simulator.runner import RunConfig
+from pagestream_simulator.runner import run as simulate
 
 from .conftest import JobRun, new_job_run, own_kafka_broker, produce, stop_all
 from .dataset import build_dataset, ground_truth
@@ -104,3 +109,22 @@ def test_wrong_password_fails_the_job_with_an_authentication_error(
         assert "Traceback" not in log
     finally:
         stop_all(run)
+
+
+def test_simulator_creates_its_topic_and_sends_through_scram(scram_kafka: Kafka) -> None:
+    """--create-topic uses the connection's --producer-config settings too: behind a SCRAM-only
+    listener (as in a cluster) the admin request authenticates like the producer."""
+    topic = f"sim-{uuid.uuid4().hex[:8]}"
+    sasl = (
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", USER),
+        ("sasl.password", PASSWORD),
+    )
+    settings = ProducerSettings(scram_kafka.sasl_bootstrap_servers, topic, extra=sasl)
+    result = simulate(RunConfig(producer=settings, count=200, rate=0, create_topic_partitions=2))
+    assert result.ok and result.delivered == result.records_sent == 200
+    metadata = AdminClient({"bootstrap.servers": scram_kafka.bootstrap_servers}).list_topics(
+        topic, timeout=10
+    )
+    assert len(metadata.topics[topic].partitions) == 2
