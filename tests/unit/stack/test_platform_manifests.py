@@ -10,6 +10,7 @@ import yaml
 
 from pagestream.stack.artifacts import (
     CNPG_BUILD,
+    PROMETHEUS_BUILD,
     PROMETHEUS_OPERATOR_MODULE,
     PROMETHEUS_OPERATOR_TOOLS,
     SPARK_OPERATOR_BUILD,
@@ -110,7 +111,11 @@ def test_prometheus_selects_every_monitor_and_rule_and_states_its_version() -> N
         "ruleNamespaceSelector",
     ):
         assert spec[selector] == {}
-    assert re.fullmatch(r"v2\.\d+\.\d+", spec["version"])
+    assert spec["version"] == "v3.5.0"  # tools/go/prometheus: module v0.305.0
+
+
+def test_prometheus_module_version_maps_to_its_release() -> None:
+    assert "-X github.com/prometheus/common/version.Version=3.5.0" in PROMETHEUS_BUILD.ldflags()
 
 
 def test_kafka_statefulset_is_restricted_and_advertises_its_service() -> None:

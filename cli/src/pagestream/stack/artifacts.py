@@ -281,12 +281,14 @@ class UpstreamBuild:
     name: str
     module: str
     packages: tuple[str, ...]
+    # The module whose go.mod pins this one's version (and whose go.sum verifies it).
+    pins: Path = PLATFORM_PINS
 
     def version(self) -> str:
-        gomod = (PLATFORM_PINS / "go.mod").read_text()
+        gomod = (self.pins / "go.mod").read_text()
         m = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)} (v\S+)", gomod, re.M)
         if not m:
-            raise StackError(f"{self.module} is not pinned in {PLATFORM_PINS}/go.mod")
+            raise StackError(f"{self.module} is not pinned in {self.pins}/go.mod")
         return m.group(1)
 
     def ldflags(self) -> str:
@@ -294,11 +296,19 @@ class UpstreamBuild:
         v = self.version()
         if self.name == "spark-operator":
             flags.append(f"-X k8s.io/component-base/version.gitVersion={v}")
+        elif self.name == "prometheus":
+            # Module v0.3MM.P is Prometheus 3.MM.P.
+            major, minor, patch = v.lstrip("v").split(".")
+            release = f"{int(major) + 3}.{int(minor) - 300}.{patch}"
+            flags += [
+                f"-X github.com/prometheus/common/version.Version={release}",
+                "-X github.com/prometheus/common/version.Branch=release",
+            ]
         return " ".join(flags)
 
     def cache_key(self) -> str:
         return content_key(
-            PLATFORM_PINS / "go.sum", self.module, self.version(), self.ldflags(), *self.packages
+            self.pins / "go.sum", self.module, self.version(), self.ldflags(), *self.packages
         )
 
 
@@ -308,12 +318,18 @@ SPARK_OPERATOR_BUILD = UpstreamBuild(
 CNPG_BUILD = UpstreamBuild(
     "cloudnative-pg", "github.com/cloudnative-pg/cloudnative-pg", ("./cmd/manager",)
 )
-PLATFORM_BUILDS = (SPARK_OPERATOR_BUILD, CNPG_BUILD)
+PROMETHEUS_BUILD = UpstreamBuild(
+    "prometheus",
+    "github.com/prometheus/prometheus",
+    ("./cmd/prometheus",),
+    pins=TOOLS_DIR / "go" / "prometheus",
+)
+PLATFORM_BUILDS = (SPARK_OPERATOR_BUILD, CNPG_BUILD, PROMETHEUS_BUILD)
 
 
 def upstream_source(build: UpstreamBuild) -> Path:
     """The module's source tree at the pinned version (read-only, in Go's module cache)."""
-    return go_module_source(f"{build.module}@{build.version()}", cwd=PLATFORM_PINS)
+    return go_module_source(f"{build.module}@{build.version()}", cwd=build.pins)
 
 
 def upstream_binaries(cache: Path, build: UpstreamBuild) -> Path:
@@ -336,7 +352,7 @@ def upstream_binaries(cache: Path, build: UpstreamBuild) -> Path:
             str(tmp) + "/",
             *build.packages,
         ],
-        what=f"building {build.name} {build.version()} with Go (2-3 minutes the first time)",
+        what=f"building {build.name} {build.version()} with Go (2-5 minutes the first time)",
         cwd=source,
         env=env,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import platform
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ import yaml
 
 from pagestream.stack.artifacts import (
     CNPG_BUILD,
+    PROMETHEUS_BUILD,
     PROMETHEUS_OPERATOR_MODULE,
     PROMETHEUS_OPERATOR_TOOLS,
     SPARK_OPERATOR_BUILD,
@@ -45,10 +47,12 @@ from pagestream.stack.paths import StackPaths
 SPARK_OPERATOR_NAMESPACE = "spark-operator"
 CNPG_NAMESPACE = "cnpg-system"
 PROMETHEUS_NAMESPACE = "default"  # bundle.yaml's
-# Debian bookworm's prometheus package; the Prometheus resource states it so that the operator
-# generates flags and configuration this version understands.
-PROMETHEUS_VERSION = "v2.42.0"
+# The Prometheus that tools/go/prometheus pins (module v0.305.0); the Prometheus resource
+# states it so that the operator generates flags and configuration this version understands.
+PROMETHEUS_VERSION = "v3.5.0"
 PG_MAJOR = "15"
+# Go's name for this machine's architecture (CloudNativePG names its binaries by it).
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 KAFKA_NAME = "kafka"
 KAFKA_SASL_PORT = 9092
@@ -98,8 +102,8 @@ def build_platform_images(paths: StackPaths) -> tuple[PlatformImages, list[Path]
         ),
         "cnpg": builder.build_platform(
             "cloudnative-pg",
-            {"manager": cnpg / "manager"},
-            versions={"cloudnative-pg": CNPG_BUILD.version()},
+            {f"manager_{GOARCH}": cnpg / "manager"},
+            versions={"cloudnative-pg": CNPG_BUILD.version(), "goarch": GOARCH},
         ),
         "postgresql": builder.build_platform(
             "postgresql", {}, versions={"pg_major": PG_MAJOR}, tag_prefix=f"{PG_MAJOR}-"
@@ -115,7 +119,9 @@ def build_platform_images(paths: StackPaths) -> tuple[PlatformImages, list[Path]
             versions={"prometheus-operator": prom_version},
         ),
         "prometheus": builder.build_platform(
-            "prometheus", {}, versions={"prometheus": PROMETHEUS_VERSION}
+            "prometheus",
+            {"prometheus": upstream_binaries(cache, PROMETHEUS_BUILD) / "prometheus"},
+            versions={"prometheus": PROMETHEUS_VERSION},
         ),
         "kafka": builder.build_platform("kafka", {"libs": maven_jars(cache, "kafka")}, versions={}),
     }
@@ -156,8 +162,63 @@ def spark_operator_values(image: str, job_namespaces: Sequence[str]) -> dict[str
     }
 
 
+class _ManifestLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading a bare ``=`` (YAML 1.1's "value" tag, which it resolves
+    but cannot construct; prometheus-operator's CRDs list ``=`` among label-matcher
+    operators) as the string it is."""
+
+
+_ManifestLoader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
+
+
+SPARK_OPERATOR_SERVICE_ACCOUNT = (
+    "spark-operator-controller"  # the chart's, release "spark-operator"
+)
+
+
+def spark_submit_network_policy_rbac(
+    job_namespace: str,
+    service_account: str = SPARK_OPERATOR_SERVICE_ACCOUNT,
+    service_account_namespace: str = SPARK_OPERATOR_NAMESPACE,
+) -> list[dict[str, Any]]:
+    """What spark-operator v2.5.2's chart does not grant and Spark 4.2's spark-submit needs:
+    it creates a NetworkPolicy for every application's executors (NetworkPolicyFeatureStep,
+    unconditional), so the submitting controller may manage NetworkPolicies in the job
+    namespace. Found on the first real submission here: 403 on PATCH networkpolicies."""
+    name = "pagestream-spark-submit-networkpolicies"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": job_namespace},
+            "rules": [
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["networkpolicies"],
+                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": job_namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": service_account,
+                    "namespace": service_account_namespace,
+                }
+            ],
+        },
+    ]
+
+
 def _load_all(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
 
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -551,6 +612,11 @@ class Platform:
         )
         if proc.returncode != 0:
             raise StackError(f"helm install of spark-operator failed: {proc.stderr.strip()}")
+        for namespace in job_namespaces:
+            self._apply(
+                spark_submit_network_policy_rbac(namespace),
+                what=f"spark-submit's NetworkPolicy permission in {namespace}",
+            )
 
     def install_kafka(self, namespace: str, users: KafkaUsers) -> None:
         self._apply(kafka_manifests(namespace, self.images.kafka, users), what="Kafka")
