@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 import yaml
 from chart_harness import CHART, NO_DEPENDENCIES, Chart, kubectl
+from grafana_macros import expand_promql
 from polling import eventually
 from streaming.conftest import JobRun, new_job_run, produce, stop_all
 from streaming.dataset import build_dataset
@@ -46,9 +47,6 @@ pytestmark = [
 ]
 
 DASHBOARDS = CHART / "dashboards"
-# Grafana sets $__rate_interval from the panel's resolution; this is its value for a dashboard
-# viewed over a few hours (the last scrape of every series lies within it).
-RATE_INTERVAL = "5m"
 
 
 def panels(name: str) -> list[dict[str, Any]]:
@@ -158,14 +156,6 @@ def running(
         operator.terminate()
         operator.wait(30)
         kubectl(kube, "delete", "namespace", namespace, "--wait=false")
-
-
-def expand_promql(expr: str, pipeline: str) -> str:
-    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
-    # A single selected value: Grafana substitutes it regex-escaped for a PromQL string (its
-    # prometheusSpecialRegexEscape: a doubled backslash before each regex metacharacter).
-    value = re.sub(r"([\\^$*+?.()|{}\[\]])", r"\\\\\1", pipeline)
-    return expr.replace("${pipeline}", value).replace("$pipeline", value)
 
 
 def expand_sql(sql: str, schema: str, start: dt.datetime, end: dt.datetime) -> str:
