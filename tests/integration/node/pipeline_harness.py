@@ -183,6 +183,10 @@ class Scenario:
     def pipeline(self) -> dict[str, Any]:
         return self.get(PAP)
 
+    def patch(self, spec: dict[str, Any]) -> None:
+        """A merge patch of the pipeline, as a user's `kubectl patch`."""
+        self.kubectl("patch", PAP, "--type=merge", "-p", json.dumps(spec))
+
     # -- traffic
 
     def start_simulator(self, *, count: int, rate: float = 0) -> str:
@@ -352,6 +356,15 @@ class Scenario:
             timeout=timeout,
             interval=2,
             what=f"one driver and {executors} executor pod(s) Running",
+        )
+
+    def wait_new_driver(self, before_uid: str, *, what: str, timeout: float = 300) -> None:
+        """Until a Running driver pod other than the one with ``before_uid`` exists."""
+        eventually(
+            lambda: [p for p in self.running("driver") if p["metadata"]["uid"] != before_uid],
+            timeout=timeout,
+            interval=2,
+            what=what,
         )
 
     def wait_state(self, state: str, timeout: float = 300) -> dict[str, Any]:

@@ -202,13 +202,7 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(
     scenario: Scenario,
 ) -> None:
     t = time.monotonic()
-    scenario.kubectl(
-        "patch",
-        PAP,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"lifecycle": {"state": "suspended"}}}),
-    )
+    scenario.patch({"spec": {"lifecycle": {"state": "suspended"}}})
     scenario.wait_state("SUSPENDED")
     eventually(
         lambda: not scenario.spark_pods("driver") and not scenario.spark_pods("executor"),
@@ -220,13 +214,7 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(
     # Traffic while suspended waits in Kafka.
     scenario.send(count=1500)
     t = time.monotonic()
-    scenario.kubectl(
-        "patch",
-        PAP,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"lifecycle": {"state": "running"}}}),
-    )
+    scenario.patch({"spec": {"lifecycle": {"state": "running"}}})
     scenario.wait_running(executors=1)
     scenario.wait_state("RUNNING")
     scenario.check_exact()
@@ -236,15 +224,8 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(
 def test_restart_nonce_gives_a_new_driver_still_exact(scenario: Scenario) -> None:
     before = scenario.running("driver")[0]["metadata"]["uid"]
     t = time.monotonic()
-    scenario.kubectl(
-        "patch", PAP, "--type=merge", "-p", json.dumps({"spec": {"lifecycle": {"restartNonce": 1}}})
-    )
-    eventually(
-        lambda: [p for p in scenario.running("driver") if p["metadata"]["uid"] != before],
-        timeout=300,
-        interval=2,
-        what="a new driver pod",
-    )
+    scenario.patch({"spec": {"lifecycle": {"restartNonce": 1}}})
+    scenario.wait_new_driver(before, what="a new driver pod")
     scenario.send(count=1000)
     scenario.check_exact()
     _timed("restart nonce until new driver caught up", t)
@@ -270,19 +251,8 @@ def test_upgrade_class_change_keeps_the_checkpoint_in_last_state_mode(scenario: 
     epoch_before = pap["status"].get("checkpoint", {}).get("epoch")
     before = scenario.running("driver")[0]["metadata"]["uid"]
     t = time.monotonic()
-    scenario.kubectl(
-        "patch",
-        PAP,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"spark": {"triggerInterval": "3 seconds"}}}),
-    )
-    eventually(
-        lambda: [p for p in scenario.running("driver") if p["metadata"]["uid"] != before],
-        timeout=300,
-        interval=2,
-        what="the upgraded driver",
-    )
+    scenario.patch({"spec": {"spark": {"triggerInterval": "3 seconds"}}})
+    scenario.wait_new_driver(before, what="the upgraded driver")
     scenario.wait_state("RUNNING")
     assert scenario.pipeline()["status"].get("checkpoint", {}).get("epoch") == epoch_before
     scenario.send(count=1000)
@@ -329,13 +299,7 @@ def test_operator_pod_deleted_mid_reconcile_converges(scenario: Scenario) -> Non
     operator pod deleted right after it: the new operator pod converges on it."""
     t = time.monotonic()
     driver = scenario.running("driver")[0]["metadata"]["uid"]
-    scenario.kubectl(
-        "patch",
-        PAP,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"monitoring": {"dashboards": False}}}),
-    )
+    scenario.patch({"spec": {"monitoring": {"dashboards": False}}})
     scenario.kubectl("delete", "pod", "-l", "app.kubernetes.io/component=operator", "--wait=false")
 
     def converged() -> bool:

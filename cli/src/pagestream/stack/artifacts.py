@@ -90,6 +90,15 @@ def classpath(folder: Path) -> list[Path]:
 # --- Go --------------------------------------------------------------------------------------
 
 
+def required_version(module_dir: Path, module: str) -> str:
+    """The version of ``module`` that ``module_dir/go.mod`` requires."""
+    gomod = (module_dir / "go.mod").read_text()
+    m = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", gomod, re.M)
+    if not m:
+        raise StackError(f"{module} is not required by {module_dir}/go.mod")
+    return m.group(1)
+
+
 @dataclass(frozen=True)
 class GoToolset:
     """A wrapper module under ``tools/go/<name>`` and the commands built from it."""
@@ -104,11 +113,7 @@ class GoToolset:
         return TOOLS_DIR / "go" / self.name
 
     def required_version(self, module: str) -> str:
-        gomod = (self.module_dir / "go.mod").read_text()
-        m = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", gomod, re.M)
-        if not m:
-            raise StackError(f"{module} is not required by {self.module_dir}/go.mod")
-        return m.group(1)
+        return required_version(self.module_dir, module)
 
     def ldflags(self) -> str:
         flags = ["-s", "-w"]
@@ -285,11 +290,7 @@ class UpstreamBuild:
     pins: Path = PLATFORM_PINS
 
     def version(self) -> str:
-        gomod = (self.pins / "go.mod").read_text()
-        m = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)} (v\S+)", gomod, re.M)
-        if not m:
-            raise StackError(f"{self.module} is not pinned in {self.pins}/go.mod")
-        return m.group(1)
+        return required_version(self.pins, self.module)
 
     def ldflags(self) -> str:
         flags = ["-s", "-w"]

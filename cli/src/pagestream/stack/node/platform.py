@@ -226,26 +226,31 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("containers", []), *spec.get("initContainers", [])]
 
 
+def _patch_container(
+    docs: list[dict[str, Any]], container_name: str, image: str, what: str
+) -> dict[str, Any]:
+    """The Deployment container named ``container_name``, its image set to ``image`` (never
+    pulled: a locally imported image); StackError naming ``what`` if there is none."""
+    for doc in docs:
+        if doc.get("kind") != "Deployment":
+            continue
+        for container in _containers(doc):
+            if container.get("name") == container_name:
+                container["image"] = image
+                container["imagePullPolicy"] = "IfNotPresent"
+                return container
+    raise StackError(f"{what} has no {container_name} Deployment container")
+
+
 def cnpg_manifests(release: str, image: str) -> list[dict[str, Any]]:
     """CloudNativePG's release manifest with its operator image replaced by ``image``: the
     Deployment's container, its ``Always`` pull policy and OPERATOR_IMAGE_NAME (the image
     CloudNativePG copies its instance manager from into every PostgreSQL pod)."""
     docs = _load_all(release)
-    found = False
-    for doc in docs:
-        if doc.get("kind") != "Deployment":
-            continue
-        for container in _containers(doc):
-            if container.get("name") != "manager":
-                continue
-            found = True
-            container["image"] = image
-            container["imagePullPolicy"] = "IfNotPresent"
-            for env in container.get("env", []):
-                if env["name"] == "OPERATOR_IMAGE_NAME":
-                    env["value"] = image
-    if not found:
-        raise StackError("CloudNativePG's release manifest has no manager Deployment")
+    container = _patch_container(docs, "manager", image, "CloudNativePG's release manifest")
+    for env in container.get("env", []):
+        if env["name"] == "OPERATOR_IMAGE_NAME":
+            env["value"] = image
     return docs
 
 
@@ -254,24 +259,15 @@ def prometheus_operator_manifests(
 ) -> list[dict[str, Any]]:
     """prometheus-operator's bundle.yaml with its two images replaced by the local ones."""
     docs = _load_all(bundle)
-    found = False
-    for doc in docs:
-        if doc.get("kind") != "Deployment":
-            continue
-        for container in _containers(doc):
-            if container.get("name") != "prometheus-operator":
-                continue
-            found = True
-            container["image"] = operator_image
-            container["imagePullPolicy"] = "IfNotPresent"
-            container["args"] = [
-                f"--prometheus-config-reloader={reloader_image}"
-                if arg.startswith("--prometheus-config-reloader=")
-                else arg
-                for arg in container.get("args", [])
-            ]
-    if not found:
-        raise StackError("prometheus-operator's bundle.yaml has no operator Deployment")
+    container = _patch_container(
+        docs, "prometheus-operator", operator_image, "prometheus-operator's bundle.yaml"
+    )
+    container["args"] = [
+        f"--prometheus-config-reloader={reloader_image}"
+        if arg.startswith("--prometheus-config-reloader=")
+        else arg
+        for arg in container.get("args", [])
+    ]
     return docs
 
 
