@@ -219,6 +219,38 @@ def test_rbac_is_least_privilege(rendered: dict[str, list[dict[str, Any]]], case
     assert (subject["name"], subject["namespace"]) == (sa["metadata"]["name"], "pagestream")
 
 
+def test_spark_submit_may_manage_network_policies_in_the_release_namespace(
+    chart: Chart, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Spark 4.x's spark-submit, run by the Spark operator's controller, creates a NetworkPolicy
+    per application; the release grants exactly that, in its own namespace, to the controller."""
+    role = one(rendered["defaults"], "Role")
+    assert role["metadata"]["namespace"] == "pagestream"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["networkpolicies"],
+            "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+        }
+    ]
+    binding = one(rendered["defaults"], "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "spark-operator-controller", "namespace": "pagestream"}
+    ]
+    elsewhere = chart.objects(
+        [], [*NO_DEPENDENCIES, "sparkSubmitAccess.serviceAccount.namespace=spark-operator"]
+    )
+    (subject,) = one(elsewhere, "RoleBinding")["subjects"]
+    assert subject["namespace"] == "spark-operator"
+    off = chart.objects([], [*NO_DEPENDENCIES, "sparkSubmitAccess.create=false"])
+    assert by_kind(off, "Role") == by_kind(off, "RoleBinding") == []
+
+
 def test_prometheus_rule_embeds_the_rule_file(rendered: dict[str, list[dict[str, Any]]]) -> None:
     rule = one(rendered["defaults"], "PrometheusRule")
     source = yaml.safe_load((CHART / "rules" / "pagestream-alerts.yaml").read_text())

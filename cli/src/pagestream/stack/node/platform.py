@@ -173,50 +173,6 @@ _ManifestLoader.add_constructor(
 )
 
 
-SPARK_OPERATOR_SERVICE_ACCOUNT = (
-    "spark-operator-controller"  # the chart's, release "spark-operator"
-)
-
-
-def spark_submit_network_policy_rbac(
-    job_namespace: str,
-    service_account: str = SPARK_OPERATOR_SERVICE_ACCOUNT,
-    service_account_namespace: str = SPARK_OPERATOR_NAMESPACE,
-) -> list[dict[str, Any]]:
-    """What spark-operator v2.5.2's chart does not grant and Spark 4.2's spark-submit needs:
-    it creates a NetworkPolicy for every application's executors (NetworkPolicyFeatureStep,
-    unconditional), so the submitting controller may manage NetworkPolicies in the job
-    namespace. Found on the first real submission here: 403 on PATCH networkpolicies."""
-    name = "pagestream-spark-submit-networkpolicies"
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": name, "namespace": job_namespace},
-            "rules": [
-                {
-                    "apiGroups": ["networking.k8s.io"],
-                    "resources": ["networkpolicies"],
-                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": job_namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": service_account,
-                    "namespace": service_account_namespace,
-                }
-            ],
-        },
-    ]
-
-
 def _load_all(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
 
@@ -608,11 +564,6 @@ class Platform:
         )
         if proc.returncode != 0:
             raise StackError(f"helm install of spark-operator failed: {proc.stderr.strip()}")
-        for namespace in job_namespaces:
-            self._apply(
-                spark_submit_network_policy_rbac(namespace),
-                what=f"spark-submit's NetworkPolicy permission in {namespace}",
-            )
 
     def install_kafka(self, namespace: str, users: KafkaUsers) -> None:
         self._apply(kafka_manifests(namespace, self.images.kafka, users), what="Kafka")
@@ -698,7 +649,15 @@ def deploy_pipeline_stack(
     t = time.monotonic()
     database = "pagestream-db"
     say(f"helm upgrade --install {release_name} with a CloudNativePG database")
-    release.install(operator_image, sets=[*database_values(images, database), *sets])
+    release.install(
+        operator_image,
+        sets=[
+            *database_values(images, database),
+            # spark-submit runs in the Spark operator's controller, in its own namespace here.
+            f"sparkSubmitAccess.serviceAccount.namespace={SPARK_OPERATOR_NAMESPACE}",
+            *sets,
+        ],
+    )
     proc = node.kubectl(
         "-n",
         namespace,
