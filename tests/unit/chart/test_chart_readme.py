@@ -39,5 +39,6 @@ def test_every_top_level_value_is_documented() -> None:
         "strimzi",
         "cloudnativepg",
         "sparkOperator",
+        "sparkSubmitAccess",
         "kubePrometheusStack",
     }
