@@ -18,17 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import (
-    BinaryType,
-    DataType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
@@ -39,33 +29,6 @@ from pagestream_spark.enrich.batch import (
 from pagestream_spark.validate import EVENT_FIELDS, classify_value
 
 KAFKA_COLUMNS = ("topic", "partition", "offset", "timestamp")
-
-# Built from types, not DDL: parsing DDL needs a SparkSession, which Python workers lack.
-_TYPES: dict[str, DataType] = {
-    "string": StringType(),
-    "int": IntegerType(),
-    "bigint": LongType(),
-    "timestamp": TimestampType(),
-    "binary": BinaryType(),
-    "date": DateType(),
-}
-CLASSIFIED_SCHEMA = StructType(
-    [
-        StructField(name, _TYPES[sql_type])
-        for name, sql_type in (
-            ("topic", "string"),
-            ("partition", "int"),
-            ("offset", "bigint"),
-            ("kafka_timestamp", "timestamp"),
-            ("dead_letter_reason", "string"),
-            ("dead_letter_detail", "string"),
-            ("payload", "binary"),
-            *EVENT_FIELDS,
-            ("event_date", "date"),
-        )
-    ]
-)
-
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -78,8 +41,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
-    """Kafka rows (``value`` + coordinates) → CLASSIFIED_SCHEMA columns: a dead-letter reason
-    and the raw payload, or the event's typed fields and its UTC date."""
+    """Kafka rows (``value`` + coordinates) → the Kafka coordinates, then a dead-letter reason
+    and the raw payload, or the event's typed fields (``EVENT_FIELDS``) and its UTC date."""
     values = raw.column("value").to_pylist()
     verdicts = [classify_value(v, now) for v in values]
     valid = [fields is not None for _, _, fields in verdicts]
@@ -102,11 +65,6 @@ def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
     days = pc.divide(out["event_epoch"], 86_400)
     out["event_date"] = pc.cast(days, pa.int32()).cast(pa.date32())
     return out
-
-
-def classify_batches(batches: Iterator[pa.RecordBatch], now: int) -> Iterator[pa.RecordBatch]:
-    for raw in batches:
-        yield pa.RecordBatch.from_pydict(classify_arrays(raw, now))
 
 
 def prepare_batches(
@@ -171,14 +129,6 @@ def warm_up_python_workers(spark: SparkSession) -> None:
     first batch of a live run, which held every event behind it)."""
     workers = spark.sparkContext.defaultParallelism
     spark.range(workers, numPartitions=workers).mapInArrow(_warm_up_batches, "id long").collect()
-
-
-def classify_records(raw: DataFrame, processing_epoch: int | None = None) -> DataFrame:
-    """Spark face of :func:`classify_arrays` (validation only), for tests and tools."""
-    now = int(time.time()) if processing_epoch is None else processing_epoch
-    return raw.select("value", *KAFKA_COLUMNS).mapInArrow(
-        functools.partial(classify_batches, now=now), schema=CLASSIFIED_SCHEMA
-    )
 
 
 # Dimension key columns and the natural-key columns each is computed from. The same column
