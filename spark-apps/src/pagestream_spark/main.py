@@ -25,6 +25,7 @@ from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets, dura
 from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
 from pagestream_spark.migrate import migrate
+from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink import PostgresSink
 from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
 from pagestream_spark.transform import prepare_batch, unpack_sink_rows, warm_up_python_workers
@@ -201,8 +202,10 @@ class StreamingJob:
         )
         self.metrics.serve(cfg.metrics_port)
         warm_up_python_workers(spark)
-        sink = PostgresSink(conn, cfg.postgres_schema, query_id="", bot_filtering=cfg.bot_filtering)
-        pii_key = self.secrets.pii_hash_key.encode()
+        options = ProcessingOptions.from_config(cfg, self.secrets)
+        sink = PostgresSink(
+            conn, cfg.postgres_schema, query_id="", bot_filtering=options.bot_filtering
+        )
 
         def process_batch(batch_df, batch_id: int) -> None:  # type: ignore[no-untyped-def]
             started = time.monotonic()
@@ -213,9 +216,7 @@ class StreamingJob:
                 log.info("batch %d already committed; skipping replay", batch_id)
                 self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
                 return
-            prepared = prepare_batch(
-                batch_df, pii_key=pii_key, anonymize_ip=cfg.anonymize_ip, hash_email=cfg.hash_email
-            )
+            prepared = prepare_batch(batch_df, options)
             rows = unpack_sink_rows(prepared.toArrow())
             prepared_at = time.monotonic()
             outcome = self._on_postgres(sink, lambda: sink.commit_batch(batch_id, rows), batch_id)

@@ -26,6 +26,7 @@ from pagestream_spark.enrich.batch import (
     INPUT_COLUMNS,
     enrich_batch,
 )
+from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.validate import EVENT_FIELDS, classify_value
 
 KAFKA_COLUMNS = ("topic", "partition", "offset", "timestamp")
@@ -68,12 +69,7 @@ def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
 
 
 def prepare_batches(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    now: int,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
+    batches: Iterator[pa.RecordBatch], *, now: int, options: ProcessingOptions
 ) -> Iterator[pa.RecordBatch]:
     """Classify, then enrich: the first half of ``packed_sink_batches``. Only the enrichment's
     inputs go through pandas; everything else stays Arrow (pandas conversion of a batch cost
@@ -87,7 +83,10 @@ def prepare_batches(
             }
         )
         enriched = enrich_batch(
-            inputs, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
+            inputs,
+            pii_key=options.pii_key,
+            anonymize_ip=options.anonymize_ip,
+            hash_email=options.hash_email,
         )
         kept = {name: array for name, array in columns.items() if name not in DROPPED_COLUMNS}
         for name, sql_type, _ in ENRICHED_FIELDS:
@@ -116,7 +115,7 @@ def _warm_up_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBat
         }
     )
     for _ in prepare_batches(
-        iter([sample]), now=1_700_000_000, pii_key=b"warm-up", anonymize_ip=True, hash_email=True
+        iter([sample]), now=1_700_000_000, options=ProcessingOptions(pii_key=b"warm-up")
     ):
         pass
     yield from batches
@@ -286,17 +285,10 @@ PACKED_COLUMN = "sink_rows_ipc"
 
 
 def packed_sink_batches(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    now: int,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
+    batches: Iterator[pa.RecordBatch], *, now: int, options: ProcessingOptions
 ) -> Iterator[pa.RecordBatch]:
     """The ``mapInArrow`` body: validate, enrich, key, and pack each batch as Arrow IPC."""
-    for prepared in prepare_batches(
-        batches, now=now, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
-    ):
+    for prepared in prepare_batches(batches, now=now, options=options):
         sink_rows = sink_row_batch(prepared)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, SINK_SCHEMA) as writer:
@@ -309,23 +301,12 @@ def packed_sink_batches(
 
 
 def prepare_batch(
-    raw: DataFrame,
-    *,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
-    processing_epoch: int | None = None,
+    raw: DataFrame, options: ProcessingOptions, *, processing_epoch: int | None = None
 ) -> DataFrame:
     """Raw Kafka rows → every record classified; valid ones enriched and keyed for the sink,
     packed (see PACKED_COLUMN; ``unpack_sink_rows`` reads them back on the driver)."""
     now = int(time.time()) if processing_epoch is None else processing_epoch
-    body = functools.partial(
-        packed_sink_batches,
-        now=now,
-        pii_key=pii_key,
-        anonymize_ip=anonymize_ip,
-        hash_email=hash_email,
-    )
+    body = functools.partial(packed_sink_batches, now=now, options=options)
     # One task per core, not per Kafka partition: a task's fixed cost (a Python worker round
     # trip) is most of a small batch's time, and a large batch keeps every core busy either way.
     cores = raw.sparkSession.sparkContext.defaultParallelism
