@@ -1,1 +1,2 @@
-"""The pagestream Spark Structured Streaming job (see issue 4)."""
+"""The pagestream Spark Structured Streaming job: Kafka → validate/enrich → PostgreSQL star
+schema, exactly once (entry point: ``pagestream_spark.main``)."""

@@ -6,81 +6,24 @@ flags of :class:`pagestream_common.jobconfig.JobConfig`; secrets from the enviro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-import psycopg2
-from psycopg2 import sql
-from psycopg2.extensions import connection as PgConnection
 
 from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets, duration_seconds
 from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
-from pagestream_spark.migrate import migrate
-from pagestream_spark.sink import PostgresSink
+from pagestream_spark.options import ProcessingOptions
+from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink, SinkUnavailable
 from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
 from pagestream_spark.transform import prepare_batch, unpack_sink_rows, warm_up_python_workers
 
 log = logging.getLogger("pagestream_spark")
-
-
-class SinkUnavailable(RuntimeError):
-    pass
-
-
-T = TypeVar("T")
-# Reconnections allowed within one batch before the job gives up on it (each one already
-# waits up to ~90 s for the server in connect_postgres).
-SINK_RECONNECTS = 3
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def connect_postgres(
-    config: JobConfig, secrets: Secrets, *, attempts: int = 8, first_delay: float = 1.0
-) -> PgConnection:
-    """Connect with retries and backoff; fail loudly with what to check."""
-    delay = first_delay
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            conn = psycopg2.connect(
-                host=config.postgres_host,
-                port=config.postgres_port,
-                dbname=config.postgres_database,
-                user=secrets.postgres_user,
-                password=secrets.postgres_password,
-                connect_timeout=5,
-                application_name=f"pagestream-{config.pipeline_name}",
-            )
-            return conn
-        except psycopg2.OperationalError as exc:
-            last = exc
-            log.warning(
-                "PostgreSQL not reachable (attempt %d/%d): %s; retrying in %.0fs",
-                attempt,
-                attempts,
-                _first_line(exc),
-                delay,
-            )
-            if attempt < attempts:
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
-    raise SinkUnavailable(
-        f"cannot connect to PostgreSQL at {config.postgres_host}:{config.postgres_port}/"
-        f"{config.postgres_database}: {last}; check the host, port and PAGESTREAM_POSTGRES_* credentials"
-    )
 
 
 # Causes a user can fix, recognised in a failed query's message, and what to check.
@@ -149,7 +92,9 @@ class StreamingJob:
     secrets: Secrets
     metrics: JobMetrics = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
-    _query_id: str | None = field(default=None, init=False)
+    # Made at the first batch: the ledger needs the query id, which the checkpoint holds once
+    # the query has started.
+    _sink: PostgresSink | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.metrics = JobMetrics(
@@ -161,34 +106,19 @@ class StreamingJob:
         log.info("stop requested%s", f" by signal {signum}" if signum else "")
         self._stop.set()
 
-    def prepare_database(self, conn: PgConnection) -> None:
-        applied = migrate(conn, self.config.postgres_schema)
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {}.pipeline_settings VALUES ('report_timezone', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                ).format(sql.Identifier(self.config.postgres_schema)),
-                (self.config.report_timezone,),
-            )
-            # A restarted job's event-time watermark starts from what is stored.
-            cur.execute(
-                sql.SQL(
-                    "SELECT extract(epoch FROM max(event_time)) FROM {}.fact_page_views"
-                ).format(sql.Identifier(self.config.postgres_schema))
-            )
-            (newest,) = cur.fetchone()
-        if newest is not None:
-            self.metrics.newest_event_committed(float(newest))
-        log.info("schema ready", extra={"schema": self.config.postgres_schema, "applied": applied})
+    def prepare_database(self, connection: PostgresConnection) -> None:
+        prepared = connection.prepare_schema(self.config.report_timezone)
+        if prepared.newest_page_view_epoch is not None:
+            self.metrics.newest_event_committed(prepared.newest_page_view_epoch)
+        log.info("schema ready", extra={"schema": connection.schema, "applied": prepared.applied})
 
     def run(self) -> int:
         from pyspark.sql import SparkSession
 
         cfg = self.config
         wait_for_kafka(cfg)
-        conn = connect_postgres(cfg, self.secrets)
-        self.prepare_database(conn)
+        connection = PostgresConnection.open(cfg, self.secrets)
+        self.prepare_database(connection)
         spark = (
             SparkSession.builder.appName(f"pagestream-{cfg.pipeline_name}")
             # Trackers repeat keys now and then; the last value wins, as in most JSON parsers.
@@ -201,26 +131,23 @@ class StreamingJob:
         )
         self.metrics.serve(cfg.metrics_port)
         warm_up_python_workers(spark)
-        sink = PostgresSink(conn, cfg.postgres_schema, query_id="", bot_filtering=cfg.bot_filtering)
-        pii_key = self.secrets.pii_hash_key.encode()
+        options = ProcessingOptions.from_config(cfg, self.secrets)
 
         def process_batch(batch_df, batch_id: int) -> None:  # type: ignore[no-untyped-def]
             started = time.monotonic()
-            if self._query_id is None:
-                self._query_id = read_query_id(spark, cfg.checkpoint_location)
-                sink.query_id = self._query_id
-            if self._on_postgres(sink, lambda: sink.already_committed(batch_id), batch_id):
-                log.info("batch %d already committed; skipping replay", batch_id)
-                self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
+            if self._sink is None:
+                ledger = BatchLedger(read_query_id(spark, cfg.checkpoint_location))
+                self._sink = PostgresSink(connection, ledger, options)
+            sink = self._sink
+            if sink.already_committed(batch_id):
+                self._skip_replay(batch_id)
                 return
-            prepared = prepare_batch(
-                batch_df, pii_key=pii_key, anonymize_ip=cfg.anonymize_ip, hash_email=cfg.hash_email
-            )
+            prepared = prepare_batch(batch_df, options)
             rows = unpack_sink_rows(prepared.toArrow())
             prepared_at = time.monotonic()
-            outcome = self._on_postgres(sink, lambda: sink.commit_batch(batch_id, rows), batch_id)
+            outcome = sink.commit_batch(batch_id, rows)
             if outcome is None:
-                self.metrics.batches.labels(cfg.pipeline_name, "replay_skipped").inc()
+                self._skip_replay(batch_id)
                 return
             self.metrics.record_batch(outcome)
             log.info(
@@ -253,56 +180,37 @@ class StreamingJob:
         log.info(
             "streaming query started", extra={"query_id": str(query.id), "topic": cfg.kafka_topic}
         )
-        return self._supervise(query, sink)
+        try:
+            return self._supervise(query)
+        finally:
+            connection.close()
 
-    def _on_postgres(self, sink: PostgresSink, action: Callable[[], T], batch_id: int) -> T:
-        """Run ``action`` on the sink's connection; when that connection fails (a restart, a
-        failover, a network cut), reconnect and run it again. ``connect_postgres`` waits with
-        backoff and fails loudly if the server stays away. Safe to repeat: a batch is one
-        transaction, so a lost one was rolled back, or it committed and is skipped as a replay."""
-        for attempt in range(1, SINK_RECONNECTS + 1):
-            try:
-                return action()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                if attempt == SINK_RECONNECTS:
-                    raise SinkUnavailable(
-                        f"PostgreSQL failed batch {batch_id} {attempt} times, the last with: "
-                        f"{_first_line(exc)}; check the server and its logs"
-                    ) from exc
-                log.warning(
-                    "PostgreSQL connection failed during batch %d (%s); reconnecting",
-                    batch_id,
-                    _first_line(exc),
-                )
-                with contextlib.suppress(psycopg2.Error):
-                    sink.conn.close()
-                sink.conn = connect_postgres(self.config, self.secrets)
-        raise AssertionError("unreachable")
+    def _skip_replay(self, batch_id: int) -> None:
+        """A batch the ledger holds already (Spark replays the last batch after a restart)."""
+        log.info("batch %d already committed; skipping replay", batch_id)
+        self.metrics.batches.labels(self.config.pipeline_name, "replay_skipped").inc()
 
-    def _supervise(self, query, sink: PostgresSink) -> int:  # type: ignore[no-untyped-def]
+    def _supervise(self, query) -> int:  # type: ignore[no-untyped-def]
         from pyspark.errors import StreamingQueryException
 
         last_progress_ts = None
-        try:
-            while query.isActive:
-                progress = query.lastProgress
-                if progress and progress.get("timestamp") != last_progress_ts:
-                    last_progress_ts = progress.get("timestamp")
-                    self.metrics.record_progress(progress)
-                if self._stop.is_set():
-                    return self._graceful_stop(query)
-                try:
-                    query.awaitTermination(0.5)
-                except StreamingQueryException:
-                    break  # reported below, once
-            failure = query.exception()
-            if failure is not None:
-                cause, hint = explain_query_failure(str(failure))
-                log.error("streaming query failed: %s", cause, extra={"hint": hint} if hint else {})
-                return 1
-            return 0
-        finally:
-            sink.conn.close()
+        while query.isActive:
+            progress = query.lastProgress
+            if progress and progress.get("timestamp") != last_progress_ts:
+                last_progress_ts = progress.get("timestamp")
+                self.metrics.record_progress(progress)
+            if self._stop.is_set():
+                return self._graceful_stop(query)
+            try:
+                query.awaitTermination(0.5)
+            except StreamingQueryException:
+                break  # reported below, once
+        failure = query.exception()
+        if failure is not None:
+            cause, hint = explain_query_failure(str(failure))
+            log.error("streaming query failed: %s", cause, extra={"hint": hint} if hint else {})
+            return 1
+        return 0
 
     def _graceful_stop(self, query, timeout: float = 120.0) -> int:  # type: ignore[no-untyped-def]
         """Let a running micro-batch finish (its transaction commits or was never begun), then

@@ -18,17 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import (
-    BinaryType,
-    DataType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
@@ -36,36 +26,10 @@ from pagestream_spark.enrich.batch import (
     INPUT_COLUMNS,
     enrich_batch,
 )
+from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.validate import EVENT_FIELDS, classify_value
 
 KAFKA_COLUMNS = ("topic", "partition", "offset", "timestamp")
-
-# Built from types, not DDL: parsing DDL needs a SparkSession, which Python workers lack.
-_TYPES: dict[str, DataType] = {
-    "string": StringType(),
-    "int": IntegerType(),
-    "bigint": LongType(),
-    "timestamp": TimestampType(),
-    "binary": BinaryType(),
-    "date": DateType(),
-}
-CLASSIFIED_SCHEMA = StructType(
-    [
-        StructField(name, _TYPES[sql_type])
-        for name, sql_type in (
-            ("topic", "string"),
-            ("partition", "int"),
-            ("offset", "bigint"),
-            ("kafka_timestamp", "timestamp"),
-            ("dead_letter_reason", "string"),
-            ("dead_letter_detail", "string"),
-            ("payload", "binary"),
-            *EVENT_FIELDS,
-            ("event_date", "date"),
-        )
-    ]
-)
-
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -78,8 +42,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
-    """Kafka rows (``value`` + coordinates) → CLASSIFIED_SCHEMA columns: a dead-letter reason
-    and the raw payload, or the event's typed fields and its UTC date."""
+    """Kafka rows (``value`` + coordinates) → the Kafka coordinates, then a dead-letter reason
+    and the raw payload, or the event's typed fields (``EVENT_FIELDS``) and its UTC date."""
     values = raw.column("value").to_pylist()
     verdicts = [classify_value(v, now) for v in values]
     valid = [fields is not None for _, _, fields in verdicts]
@@ -104,18 +68,8 @@ def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
     return out
 
 
-def classify_batches(batches: Iterator[pa.RecordBatch], now: int) -> Iterator[pa.RecordBatch]:
-    for raw in batches:
-        yield pa.RecordBatch.from_pydict(classify_arrays(raw, now))
-
-
 def prepare_batches(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    now: int,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
+    batches: Iterator[pa.RecordBatch], *, now: int, options: ProcessingOptions
 ) -> Iterator[pa.RecordBatch]:
     """Classify, then enrich: the first half of ``packed_sink_batches``. Only the enrichment's
     inputs go through pandas; everything else stays Arrow (pandas conversion of a batch cost
@@ -129,7 +83,10 @@ def prepare_batches(
             }
         )
         enriched = enrich_batch(
-            inputs, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
+            inputs,
+            pii_key=options.pii_key,
+            anonymize_ip=options.anonymize_ip,
+            hash_email=options.hash_email,
         )
         kept = {name: array for name, array in columns.items() if name not in DROPPED_COLUMNS}
         for name, sql_type, _ in ENRICHED_FIELDS:
@@ -158,7 +115,7 @@ def _warm_up_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBat
         }
     )
     for _ in prepare_batches(
-        iter([sample]), now=1_700_000_000, pii_key=b"warm-up", anonymize_ip=True, hash_email=True
+        iter([sample]), now=1_700_000_000, options=ProcessingOptions(pii_key=b"warm-up")
     ):
         pass
     yield from batches
@@ -171,14 +128,6 @@ def warm_up_python_workers(spark: SparkSession) -> None:
     first batch of a live run, which held every event behind it)."""
     workers = spark.sparkContext.defaultParallelism
     spark.range(workers, numPartitions=workers).mapInArrow(_warm_up_batches, "id long").collect()
-
-
-def classify_records(raw: DataFrame, processing_epoch: int | None = None) -> DataFrame:
-    """Spark face of :func:`classify_arrays` (validation only), for tests and tools."""
-    now = int(time.time()) if processing_epoch is None else processing_epoch
-    return raw.select("value", *KAFKA_COLUMNS).mapInArrow(
-        functools.partial(classify_batches, now=now), schema=CLASSIFIED_SCHEMA
-    )
 
 
 # Dimension key columns and the natural-key columns each is computed from. The same column
@@ -336,17 +285,10 @@ PACKED_COLUMN = "sink_rows_ipc"
 
 
 def packed_sink_batches(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    now: int,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
+    batches: Iterator[pa.RecordBatch], *, now: int, options: ProcessingOptions
 ) -> Iterator[pa.RecordBatch]:
     """The ``mapInArrow`` body: validate, enrich, key, and pack each batch as Arrow IPC."""
-    for prepared in prepare_batches(
-        batches, now=now, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email
-    ):
+    for prepared in prepare_batches(batches, now=now, options=options):
         sink_rows = sink_row_batch(prepared)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, SINK_SCHEMA) as writer:
@@ -359,23 +301,12 @@ def packed_sink_batches(
 
 
 def prepare_batch(
-    raw: DataFrame,
-    *,
-    pii_key: bytes,
-    anonymize_ip: bool,
-    hash_email: bool,
-    processing_epoch: int | None = None,
+    raw: DataFrame, options: ProcessingOptions, *, processing_epoch: int | None = None
 ) -> DataFrame:
     """Raw Kafka rows → every record classified; valid ones enriched and keyed for the sink,
     packed (see PACKED_COLUMN; ``unpack_sink_rows`` reads them back on the driver)."""
     now = int(time.time()) if processing_epoch is None else processing_epoch
-    body = functools.partial(
-        packed_sink_batches,
-        now=now,
-        pii_key=pii_key,
-        anonymize_ip=anonymize_ip,
-        hash_email=hash_email,
-    )
+    body = functools.partial(packed_sink_batches, now=now, options=options)
     # One task per core, not per Kafka partition: a task's fixed cost (a Python worker round
     # trip) is most of a small batch's time, and a large batch keeps every core busy either way.
     cores = raw.sparkSession.sparkContext.defaultParallelism

@@ -11,7 +11,7 @@ whose types and length bounds are the contract's, in C; it only ever *accepts*, 
 is not certain about (a decode or type error, a ``true`` where only strings or ``false`` are
 allowed, an escaped NUL, an out-of-range time) goes to the exact path, which parses with
 orjson, checks field by field in Python and writes the dead-letter detail. A differential test
-(tests/unit/job/test_validate_paths.py) holds the two paths to the same results.
+(tests/unit/spark/test_validate_paths.py) holds the two paths to the same results.
 
 Reasons, in the order they are checked:
 ``oversize`` (record larger than MAX_RECORD_BYTES; not parsed), ``parse_error`` (not UTF-8 or

@@ -23,7 +23,8 @@ from pagestream.stack.postgres import Postgres
 from pagestream_common.contract import MAX_FUTURE_SKEW_SECONDS, MAX_RECORD_BYTES, MIN_EVENT_EPOCH
 from pagestream_simulator.generator import EventGenerator, GeneratorConfig
 from pagestream_spark.migrate import migrate
-from pagestream_spark.sink import PostgresSink
+from pagestream_spark.options import ProcessingOptions
+from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink
 from pagestream_spark.transform import packed_sink_batches, unpack_sink_rows
 
 NOW = int(time.time())
@@ -195,12 +196,12 @@ def test_every_contract_valid_oddity_is_stored_and_no_batch_fails(
     conn = psycopg2.connect(postgres.dsn())
     try:
         migrate(conn, schema)
-        sink = PostgresSink(conn, schema, query_id="hostile")
+        options = ProcessingOptions(pii_key=b"k", anonymize_ip=True, hash_email=True)
+        connection = PostgresConnection(lambda: psycopg2.connect(postgres.dsn()), schema, conn=conn)
+        sink = PostgresSink(connection, BatchLedger("hostile"), options)
         stored = 0
         for batch_id, raw in enumerate(kafka_batches(records, 2000)):
-            packed = packed_sink_batches(
-                iter([raw]), now=NOW, pii_key=b"k", anonymize_ip=True, hash_email=True
-            )
+            packed = packed_sink_batches(iter([raw]), now=NOW, options=options)
             outcome = sink.commit_batch(batch_id, unpack_sink_rows(pa.Table.from_batches(packed)))
             assert outcome is not None
             assert outcome.dead_letters_by_reason == {}, outcome.dead_letters_by_reason

@@ -9,7 +9,7 @@ import pytest
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
 from pagestream_common.jobconfig import JobConfig, Secrets
-from pagestream_spark.main import SinkUnavailable, connect_postgres
+from pagestream_spark.sink import SinkUnavailable, connect_postgres
 from pagestream_spark.source import SourceUnavailable, wait_for_kafka
 
 pytestmark = pytest.mark.postgres

@@ -1,6 +1,6 @@
 """Enrichment of page-view events: pure functions over values, and `enrich_batch`, which applies
-them to a whole pandas batch (the unit `mapInPandas` works in) at the cost of its distinct
-values. See batch.py for the output columns."""
+them to a whole pandas batch (built from each Arrow batch of the job's ``mapInArrow`` pass) at
+the cost of its distinct values. See batch.py for the output columns."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
     ENRICHED_COLUMNS,
     ENRICHED_FIELDS,
-    ENRICHED_SCHEMA,
     INPUT_COLUMNS,
     enrich_batch,
-    enrich_batches,
-    enriched_spark_schema,
     output_columns,
     pass_through_columns,
     warm_up,
@@ -27,7 +24,6 @@ __all__ = [
     "DROPPED_COLUMNS",
     "ENRICHED_COLUMNS",
     "ENRICHED_FIELDS",
-    "ENRICHED_SCHEMA",
     "INPUT_COLUMNS",
     "Campaign",
     "Location",
@@ -40,8 +36,6 @@ __all__ = [
     "classify_user_agent",
     "daily_salt",
     "enrich_batch",
-    "enrich_batches",
-    "enriched_spark_schema",
     "hash_email",
     "locate_ip",
     "locate_ips",

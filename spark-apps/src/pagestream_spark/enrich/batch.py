@@ -1,4 +1,5 @@
-"""Enrichment of a whole batch (a pandas DataFrame, as `mapInPandas` hands it over).
+"""Enrichment of a whole batch (a pandas DataFrame of the enrichment's input columns; the job's
+``mapInArrow`` pass in transform.py builds it from each Arrow batch).
 
 Cost scales with the number of *distinct* values, not rows: each column is factorised once
 (`pd.factorize`), every distinct user agent, IP, URL, referrer, e-mail and (date, site, IP, UA)
@@ -8,22 +9,14 @@ IP, UA and referrer), which is where the speed comes from.
 
 Raw personal data does not leave this function: `ip` and `email_address` are dropped from the
 output; only the anonymised IP, the keyed e-mail hash and the daily visitor id remain.
-
-Spark usage::
-
-    schema = enriched_spark_schema(events.schema)
-    events.mapInPandas(
-        functools.partial(enrich_batches, pii_key=key, anonymize_ip=True, hash_email=True),
-        schema=schema,
-    )
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +25,6 @@ from pagestream_spark.enrich import geo, pii
 from pagestream_spark.enrich.page_url import normalize_utm, parse_page_url
 from pagestream_spark.enrich.referrer import parse_referrer, site_label, strip_www
 from pagestream_spark.enrich.user_agent import classify_user_agent
-
-if TYPE_CHECKING:
-    from pyspark.sql.types import StructType
 
 # Page URLs and referrers recur across batches (product pages, search engines, campaigns), and
 # Spark reuses a Python worker from batch to batch: parsing each distinct one once per worker,
@@ -84,11 +74,6 @@ ENRICHED_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("visitor_id", "bigint", True),
 )
 ENRICHED_COLUMNS = tuple(name for name, _, _ in ENRICHED_FIELDS)
-# DDL of the enrichment columns alone (`StructType.fromDDL` / `mapInPandas(schema=...)` syntax).
-ENRICHED_SCHEMA = ", ".join(
-    f"{name} {sql_type}{'' if nullable else ' NOT NULL'}"
-    for name, sql_type, nullable in ENRICHED_FIELDS
-)
 
 
 def pass_through_columns(input_columns: Iterable[str]) -> list[str]:
@@ -100,21 +85,6 @@ def pass_through_columns(input_columns: Iterable[str]) -> list[str]:
 def output_columns(input_columns: Iterable[str]) -> list[str]:
     """Output column order of `enrich_batch`: pass-through columns, then `ENRICHED_COLUMNS`."""
     return pass_through_columns(input_columns) + list(ENRICHED_COLUMNS)
-
-
-def enriched_spark_schema(input_schema: StructType) -> StructType:
-    """Spark schema of `enrich_batch`'s output for input rows of `input_schema`: its
-    pass-through fields (types unchanged), then the enrichment fields."""
-    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
-
-    spark_types = {"string": StringType(), "boolean": BooleanType(), "bigint": LongType()}
-    _check_columns(input_schema.fieldNames())
-    kept = [field for field in input_schema.fields if field.name not in DROPPED_COLUMNS]
-    added = [
-        StructField(name, spark_types[sql_type], nullable)
-        for name, sql_type, nullable in ENRICHED_FIELDS
-    ]
-    return StructType(kept + added)
 
 
 def _check_columns(columns: Sequence[Hashable]) -> None:
@@ -330,12 +300,3 @@ def warm_up() -> None:
     batch, e.g. to keep that cost out of a latency measurement."""
     geo.locate_ips(["192.0.2.1"])
     classify_user_agent("Mozilla/5.0 (warm-up)")
-
-
-def enrich_batches(
-    batches: Iterator[pd.DataFrame], *, pii_key: bytes, anonymize_ip: bool, hash_email: bool
-) -> Iterator[pd.DataFrame]:
-    """`enrich_batch` over the iterator `mapInPandas` passes (bind the keywords with
-    functools.partial)."""
-    for batch in batches:
-        yield enrich_batch(batch, pii_key=pii_key, anonymize_ip=anonymize_ip, hash_email=hash_email)

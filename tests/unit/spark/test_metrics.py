@@ -1,21 +1,13 @@
+"""The job's Prometheus metrics, fed from streaming progress and committed batches."""
+
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from prometheus_client import generate_latest
 
-from pagestream_common.jobconfig import JobConfigError, duration_seconds
 from pagestream_spark.metrics import FRESHNESS_BUCKETS, JobMetrics
-from pagestream_spark.migrate import available_migrations
-from pagestream_spark.sink import BatchOutcome
-
-
-def test_migrations_are_numbered_without_gaps_and_named() -> None:
-    migrations = available_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
-    assert [m.name for m in migrations[:2]] == ["star_schema", "reports"]
-    assert all(len(m.checksum) == 64 for m in migrations)
+from pagestream_spark.sink.writer import BatchOutcome
 
 
 def test_freshness_histogram_takes_whole_arrays() -> None:
@@ -91,11 +83,3 @@ def test_a_restarted_job_starts_its_watermark_from_the_database() -> None:
     metrics.record_batch(_outcome(0, [1_799_990_000 - 61, 1_799_990_000 - 60]))
     text = generate_latest(metrics.registry).decode()
     assert 'pagestream_job_late_page_views_total{pipeline="demo"} 1.0' in text
-
-
-def test_durations_are_read_in_seconds() -> None:
-    assert duration_seconds("2 hours") == 7200
-    assert duration_seconds("1 minute") == 60
-    assert duration_seconds("500 milliseconds") == 0.5
-    with pytest.raises(JobConfigError, match="not a duration"):
-        duration_seconds("2h")

@@ -1,14 +1,16 @@
-"""classify_records on small inline DataFrames: each contract rule and quirk, one row each."""
+"""Validation of small inline Kafka batches (``transform.classify_arrays``, the first step of the
+job's Arrow pass): each contract rule and quirk, one row each."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import pyarrow as pa
 import pytest
-from pyspark.sql import functions as F
 
 from pagestream_common.contract import MAX_RECORD_BYTES
-from pagestream_spark.transform import classify_records
+from pagestream_spark.transform import classify_arrays
 
 NOW = 1_800_000_000
 EVENT = {
@@ -44,17 +46,24 @@ def variant(**changes: object) -> bytes:
     return json.dumps(event).encode()
 
 
-def classify(spark, values: list[bytes]) -> list:  # type: ignore[no-untyped-def]
-    """Classify many records in one Spark job; rows come back in input order."""
-    raw = spark.createDataFrame(
-        [(bytearray(v), "views", 0, i) for i, v in enumerate(values)],
-        "value binary, topic string, partition int, offset long",
-    ).withColumn("timestamp", F.current_timestamp())
-    return classify_records(raw, NOW).orderBy("offset").collect()
+def classify(values: list[bytes]) -> list[SimpleNamespace]:
+    """Classify many records as one Kafka batch; rows come back in input order, each with its
+    columns as attributes."""
+    raw = pa.RecordBatch.from_pydict(
+        {
+            "value": pa.array(values, pa.binary()),
+            "topic": pa.array(["views"] * len(values)),
+            "partition": pa.array([0] * len(values), pa.int32()),
+            "offset": pa.array(range(len(values)), pa.int64()),
+            "timestamp": pa.array([NOW * 1_000_000] * len(values), pa.timestamp("us")),
+        }
+    )
+    rows = pa.Table.from_pydict(classify_arrays(raw, NOW)).to_pylist()
+    return [SimpleNamespace(**row) for row in rows]
 
 
-def test_the_contract_example_is_valid_and_quirks_become_absent(spark) -> None:  # type: ignore[no-untyped-def]
-    (row,) = classify(spark, [variant()])
+def test_the_contract_example_is_valid_and_quirks_become_absent() -> None:
+    (row,) = classify([variant()])
     assert row.dead_letter_reason is None and row.payload is None
     assert (row.event_id, row.event_epoch, row.collection) == (
         EVENT["id"],
@@ -135,15 +144,15 @@ VALID = [
 
 
 @pytest.fixture(scope="module")
-def verdicts(spark) -> dict[bytes, object]:  # type: ignore[no-untyped-def]
+def verdicts() -> dict[bytes, SimpleNamespace]:
     records = [record for record, _, _ in INVALID] + VALID
-    return dict(zip(records, classify(spark, records), strict=True))
+    return dict(zip(records, classify(records), strict=True))
 
 
 @pytest.mark.parametrize(("record", "reason", "detail"), INVALID)
 def test_each_violation_is_dead_lettered_with_its_reason(
-    verdicts, record: bytes, reason: str, detail: str
-) -> None:  # type: ignore[no-untyped-def]
+    verdicts: dict[bytes, SimpleNamespace], record: bytes, reason: str, detail: str
+) -> None:
     row = verdicts[record]
     assert row.dead_letter_reason == reason
     assert detail in row.dead_letter_detail
@@ -152,21 +161,23 @@ def test_each_violation_is_dead_lettered_with_its_reason(
 
 
 @pytest.mark.parametrize("record", VALID)
-def test_what_the_contract_allows_is_accepted(verdicts, record: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_what_the_contract_allows_is_accepted(
+    verdicts: dict[bytes, SimpleNamespace], record: bytes
+) -> None:
     row = verdicts[record]
     assert row.dead_letter_reason is None, row.dead_letter_detail
 
 
-def test_nul_characters_are_dropped_from_stored_text(spark) -> None:  # type: ignore[no-untyped-def]
+def test_nul_characters_are_dropped_from_stored_text() -> None:
     (row,) = classify(
-        spark, [variant(user_agent="Mozilla\u0000/5.0", referrer_url="https://a.example/\u0000")]
+        [variant(user_agent="Mozilla\u0000/5.0", referrer_url="https://a.example/\u0000")]
     )
     assert row.dead_letter_reason is None
     assert row.user_agent == "Mozilla/5.0" and row.referrer_url == "https://a.example/"
 
 
-def test_kafka_coordinates_are_kept_for_every_row(spark) -> None:  # type: ignore[no-untyped-def]
-    rows = classify(spark, [variant(), b"nope", variant(id="other")])
+def test_kafka_coordinates_are_kept_for_every_row() -> None:
+    rows = classify([variant(), b"nope", variant(id="other")])
     assert [(r.topic, r.partition, r.offset) for r in rows] == [
         ("views", 0, 0),
         ("views", 0, 1),
@@ -175,8 +186,8 @@ def test_kafka_coordinates_are_kept_for_every_row(spark) -> None:  # type: ignor
     assert [r.dead_letter_reason for r in rows] == [None, "parse_error", None]
 
 
-def test_event_dates_are_utc_days_of_the_event_time(spark) -> None:  # type: ignore[no-untyped-def]
-    rows = classify(spark, [variant(time_stamp=1591315199), variant(time_stamp=1591315200), b"{"])
+def test_event_dates_are_utc_days_of_the_event_time() -> None:
+    rows = classify([variant(time_stamp=1591315199), variant(time_stamp=1591315200), b"{"])
     assert [str(r.event_date) if r.event_date else None for r in rows] == [
         "2020-06-04",
         "2020-06-05",
@@ -184,8 +195,8 @@ def test_event_dates_are_utc_days_of_the_event_time(spark) -> None:  # type: ign
     ]
 
 
-def test_empty_product_id_is_a_violation_not_an_absent_value(spark) -> None:  # type: ignore[no-untyped-def]
-    (row,) = classify(spark, [variant(product_id="")])
+def test_empty_product_id_is_a_violation_not_an_absent_value() -> None:
+    (row,) = classify([variant(product_id="")])
     assert (row.dead_letter_reason, row.dead_letter_detail) == (
         "schema_violation",
         "product_id: length must be 1..32",

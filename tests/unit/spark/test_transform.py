@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
+from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.transform import (
     SINK_SCHEMA,
     event_time_keys,
@@ -17,6 +18,7 @@ from pagestream_spark.transform import (
 )
 
 NOW = 1_800_000_000
+OPTIONS = ProcessingOptions(pii_key=b"k", anonymize_ip=True, hash_email=True)
 VALID = (
     b'{"id":"e1","time_stamp":1591266092,"ip":"37.170.17.183","user_agent":"Mozilla/5.0",'
     b'"device_id":"d1","store_id":"12","collection":"view_product_detail","product_id":"110474",'
@@ -40,9 +42,7 @@ def raw_batch(values: list[bytes]) -> pa.RecordBatch:
 
 
 def prepared(values: list[bytes]) -> pa.RecordBatch:
-    (batch,) = prepare_batches(
-        iter([raw_batch(values)]), now=NOW, pii_key=b"k", anonymize_ip=True, hash_email=True
-    )
+    (batch,) = prepare_batches(iter([raw_batch(values)]), now=NOW, options=OPTIONS)
     return batch
 
 
@@ -98,13 +98,7 @@ def test_sink_rows_have_the_sink_layout_keys_and_raw_payloads() -> None:
 
 def test_packed_batches_unpack_to_the_same_rows() -> None:
     raw = [raw_batch([VALID, OTHER]), raw_batch([b"{}"])]
-    packed = pa.Table.from_batches(
-        list(
-            packed_sink_batches(
-                iter(raw), now=NOW, pii_key=b"k", anonymize_ip=True, hash_email=True
-            )
-        )
-    )
+    packed = pa.Table.from_batches(list(packed_sink_batches(iter(raw), now=NOW, options=OPTIONS)))
     assert packed.num_rows == 2  # one opaque value per Python-side batch
     rows = unpack_sink_rows(packed)
     assert rows.schema == SINK_SCHEMA and rows.num_rows == 3

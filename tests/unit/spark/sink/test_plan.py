@@ -1,5 +1,5 @@
-"""The sink's Arrow-side computations on small tables (the SQL side is tested against the real
-PostgreSQL in tests/integration/streaming)."""
+"""The sink's plan, its Arrow-side computations, on small tables (the SQL side is tested
+against the real PostgreSQL in tests/integration/streaming)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from pagestream_spark.sink import copy_payload, page_view_rollups, split_first_occurrences
+from pagestream_spark.sink.plan import page_view_rollups, split_first_occurrences
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # an hour boundary
 
@@ -44,15 +44,6 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
         for dimension in ("total", "product", "store", "country", "referrer_medium", "browser_os"):
             total = sum(v for (g, _, d, _), v in rows.items() if (g, d) == (grain, dimension))
             assert total == page_views.num_rows, (grain, dimension)
-
-
-def test_copy_payload_of_a_table_with_an_empty_chunk_has_only_the_rows() -> None:
-    table = pa.table({"a": ["x", None, ""], "n": pa.array([1, 2, 3], pa.int32())})
-    with_empty_chunk = pa.concat_tables([table.slice(0, 0), table])
-    assert copy_payload(with_empty_chunk).getvalue() == copy_payload(table).getvalue()
-    # PGCOPY header, three rows of two fields, trailer.
-    payload = copy_payload(table).getvalue()
-    assert payload.startswith(b"PGCOPY\n\xff\r\n\x00") and payload.endswith(b"\xff\xff")
 
 
 def test_first_occurrence_of_an_id_is_kept_and_later_ones_are_duplicates() -> None:

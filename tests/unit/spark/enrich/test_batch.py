@@ -6,23 +6,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from pagestream_spark.enrich import (
     DROPPED_COLUMNS,
     ENRICHED_COLUMNS,
     ENRICHED_FIELDS,
-    ENRICHED_SCHEMA,
-    INPUT_COLUMNS,
     anonymize_ip,
     campaign_of,
     classify_referrer,
     classify_user_agent,
     daily_salt,
     enrich_batch,
-    enrich_batches,
-    enriched_spark_schema,
     hash_email,
     locate_ip,
     output_columns,
@@ -365,30 +359,19 @@ def test_wrong_columns_are_a_programming_error() -> None:
         enrich_batch(events.assign(browser="x"), pii_key=KEY, anonymize_ip=True, hash_email=True)
 
 
-def test_enrich_batches_maps_an_iterator() -> None:
-    parts = [random_events(20, seed=12), random_events(0, seed=13), random_events(5, seed=14)]
-    out = list(enrich_batches(iter(parts), pii_key=KEY, anonymize_ip=True, hash_email=True))
-    assert [len(part) for part in out] == [20, 0, 5]
-
-
-INPUT_SCHEMA = StructType(
-    [StructField("id", StringType(), False)]
-    + [
-        StructField(name, DateType() if name == "event_date" else StringType(), True)
-        for name in INPUT_COLUMNS
+# The enrichment columns as the job's Arrow pass types them (transform.prepare_batches).
+_ARROW_TYPES = {"string": pa.string(), "boolean": pa.bool_(), "bigint": pa.int64()}
+ENRICHED_ARROW_SCHEMA = pa.schema(
+    [
+        pa.field(name, _ARROW_TYPES[sql_type], nullable)
+        for name, sql_type, nullable in ENRICHED_FIELDS
     ]
-    + [StructField("time_stamp", LongType(), False)]
 )
 
 
-def test_spark_schema_matches_the_output_and_converts_to_arrow() -> None:
-    schema = enriched_spark_schema(INPUT_SCHEMA)
-    assert schema.fieldNames() == output_columns(INPUT_SCHEMA.fieldNames())
-    assert schema["time_stamp"].dataType == LongType()
-    assert schema["visitor_id"].dataType == LongType() and schema["is_bot"].nullable is False
-
-    # Events as mapInPandas hands them over: strings or None (never False), valid UTF-8 (the
-    # JVM has replaced lone surrogates). Enrichment columns must then convert, garbage included.
+def test_enrichment_columns_convert_to_arrow_from_events_as_the_jvm_hands_them_over() -> None:
+    # Events as Spark hands them over: strings or None (never False), valid UTF-8 (the JVM has
+    # replaced lone surrogates). Enrichment columns must then convert, garbage included.
     events = random_events(200, seed=15)
     for column in (
         "ip",
@@ -405,7 +388,10 @@ def test_spark_schema_matches_the_output_and_converts_to_arrow() -> None:
         ]
     enriched = enrich_batch(events, pii_key=KEY, anonymize_ip=True, hash_email=True)
     table = pa.Table.from_pandas(
-        enriched, schema=to_arrow_schema(schema), preserve_index=False, safe=True
+        enriched[list(ENRICHED_COLUMNS)],
+        schema=ENRICHED_ARROW_SCHEMA,
+        preserve_index=False,
+        safe=True,
     )
     assert table.num_rows == 200
     for name, _, nullable in ENRICHED_FIELDS:
@@ -413,21 +399,12 @@ def test_spark_schema_matches_the_output_and_converts_to_arrow() -> None:
             assert table.column(name).null_count == 0, name
 
 
-def test_ddl_lists_the_enrichment_columns_in_order() -> None:
-    names = [part.strip().split(" ")[0] for part in ENRICHED_SCHEMA.split(",")]
-    assert names == list(ENRICHED_COLUMNS)
-    assert "visitor_id bigint" in ENRICHED_SCHEMA and "is_bot boolean NOT NULL" in ENRICHED_SCHEMA
-
-
 def test_enrichment_columns_are_storable_even_from_unencodable_input() -> None:
     # Lone surrogates and NUL in the inputs (possible in Python text, not in Spark's).
     events = random_events(300, seed=16)
     enriched = enrich_batch(events, pii_key=KEY, anonymize_ip=True, hash_email=True)
-    schema = enriched_spark_schema(INPUT_SCHEMA)
-    added = to_arrow_schema(schema)
-    added = pa.schema([added.field(name) for name in ENRICHED_COLUMNS])
     table = pa.Table.from_pandas(
-        enriched[list(ENRICHED_COLUMNS)], schema=added, preserve_index=False
+        enriched[list(ENRICHED_COLUMNS)], schema=ENRICHED_ARROW_SCHEMA, preserve_index=False
     )
     for name in ENRICHED_COLUMNS:
         if pa.types.is_string(table.schema.field(name).type):

@@ -1,4 +1,5 @@
-"""A plain local SparkSession for DataFrame-level unit tests: no servers, no connector jars."""
+"""A plain local SparkSession, for the few unit tests that compare with Spark itself (its
+xxhash64): no servers, no connector jars. Tests of pure Python do not ask for it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,277 @@
+"""One batch's writes, decided in Arrow without a database: which rows are events and which
+dead letters, the first occurrence of each id in the batch, each new event's kind, the fact,
+dimension, rollup, visitor-day, dead-letter and duplicate rows. Only the dedup against all
+earlier batches needs PostgreSQL; its answer (``seen_before``) is this module's one input from
+there. Pure functions, tested on small inline tables."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pagestream_common.contract import PAGE_VIEW
+from pagestream_spark.sink.schema import (
+    BATCH_DUPLICATE_COLUMNS,
+    BOT_EVENT_COLUMNS,
+    DEAD_SOURCE_COLUMNS,
+    EVENT_COLUMNS,
+    OTHER_EVENT_COLUMNS,
+    PAGE_VIEW_COLUMNS,
+    ROLLUP_COLUMNS,
+    ROLLUP_DIMENSIONS,
+    Dimension,
+)
+
+_DUPLICATE_COLUMNS = [c for c, _ in BATCH_DUPLICATE_COLUMNS]
+
+
+def split_first_occurrences(events: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(first occurrence of each event id in the batch, the later ones). Rows arrive in Kafka
+    order within a partition; the first in the table is kept. Done in Arrow on the driver so
+    PostgreSQL never sorts a whole batch to find them."""
+    if events.num_rows == 0:
+        return events, events.select(_DUPLICATE_COLUMNS)
+    seq = _row_numbers(events)
+    numbered = events.append_column("_seq", seq)
+    firsts = numbered.group_by("event_id", use_threads=False).aggregate([("_seq", "min")])
+    is_first = pc.is_in(seq, value_set=firsts.column("_seq_min"))
+    later = events.filter(pc.invert(is_first)).select(_DUPLICATE_COLUMNS)
+    return events.filter(is_first), later
+
+
+@dataclass(frozen=True)
+class SplitBatch:
+    """A batch's sink rows before the dedup against earlier batches."""
+
+    consumed: int
+    # Valid events, the first occurrence of each id in the batch (EVENT_COLUMNS).
+    events: pa.Table
+    # Later occurrences of an id within the batch (BATCH_DUPLICATE_COLUMNS).
+    later_in_batch: pa.Table
+    # Dead letters (DEAD_SOURCE_COLUMNS).
+    dead: pa.Table
+
+    def dead_letters_by_reason(self) -> dict[str, int]:
+        counts = self.dead.group_by("dead_letter_reason", use_threads=False).aggregate(
+            [("dead_letter_reason", "count")]
+        )
+        return dict(
+            zip(
+                counts.column("dead_letter_reason").to_pylist(),
+                counts.column("dead_letter_reason_count").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def dead_letter_rows(self, batch_id: int) -> pa.Table:
+        dead = self.dead
+        return pa.table(
+            {
+                "kafka_topic": dead.column("kafka_topic"),
+                "kafka_partition": dead.column("kafka_partition"),
+                "kafka_offset": dead.column("kafka_offset"),
+                "kafka_timestamp": pc.cast(
+                    dead.column("kafka_timestamp_ms"), pa.timestamp("ms", tz="UTC")
+                ),
+                "reason": dead.column("dead_letter_reason"),
+                "detail": dead.column("dead_letter_detail"),
+                "payload": dead.column("payload"),
+                "batch_id": _constant(batch_id, dead.num_rows),
+            }
+        )
+
+    def event_id_rows(self) -> pa.Table:
+        """The events' ids to stage for the dedup, numbered by row (``seq``) and in key order:
+        bytewise, as COLLATE "C" compares, the inserts walk the primary key's b-tree from left
+        to right instead of jumping around it (250k ids into a 2M-row event_ids: ~2.0 s → ~1.3 s
+        on the same PostgreSQL)."""
+        ids = pa.table(
+            {
+                "seq": _row_numbers(self.events),
+                "event_id": self.events.column("event_id"),
+                "event_time": _timestamps(self.events.column("event_epoch")),
+            }
+        )
+        return ids.take(pc.sort_indices(ids, sort_keys=[("event_id", "ascending")]))
+
+
+def split_batch(rows: pa.Table) -> SplitBatch:
+    """Sink rows (transform.SINK_SCHEMA) → events, their in-batch duplicates and dead letters."""
+    is_dead = pc.is_valid(rows.column("dead_letter_reason"))
+    all_events = rows.filter(pc.invert(is_dead)).select(list(EVENT_COLUMNS))
+    events, later_in_batch = split_first_occurrences(all_events)
+    return SplitBatch(
+        consumed=rows.num_rows,
+        events=events,
+        later_in_batch=later_in_batch,
+        dead=rows.filter(is_dead).select(list(DEAD_SOURCE_COLUMNS)),
+    )
+
+
+def kinds(fresh: pa.Table, bot_filtering: bool) -> pa.Array:
+    """'bot' (when filtering), 'page_view' or 'other' for each accepted event."""
+    is_page_view = pc.equal(fresh.column("collection"), PAGE_VIEW)
+    by_collection = pc.if_else(is_page_view, "page_view", "other")
+    if not bot_filtering:
+        return by_collection
+    return pc.if_else(pc.fill_null(fresh.column("is_bot"), False), "bot", by_collection)
+
+
+@dataclass(frozen=True)
+class BatchWrites:
+    """What one batch writes once PostgreSQL has said which of its ids are known. The derived
+    tables are methods, computed when the writer gets to them (its step timings say where the
+    time went)."""
+
+    # Events no earlier batch accepted, of every kind (the dimensions' source).
+    fresh: pa.Table
+    page_views: pa.Table
+    others: pa.Table
+    bots: pa.Table
+    # Events whose id an earlier batch accepted.
+    seen_before: pa.Table
+    split: SplitBatch
+
+    def fact_tables(self, batch_id: int) -> tuple[tuple[str, pa.Table], ...]:
+        return (
+            ("fact_page_views", fact_rows(self.page_views, batch_id, PAGE_VIEW_COLUMNS)),
+            ("fact_other_events", fact_rows(self.others, batch_id, OTHER_EVENT_COLUMNS)),
+            ("bot_events", fact_rows(self.bots, batch_id, BOT_EVENT_COLUMNS)),
+        )
+
+    def duplicate_rows(self, batch_id: int) -> pa.Table:
+        """Records whose event an earlier batch accepted, then later copies within this batch."""
+        both = pa.concat_tables(
+            [self.seen_before.select(_DUPLICATE_COLUMNS), self.split.later_in_batch]
+        )
+        return both.append_column("batch_id", _constant(batch_id, both.num_rows))
+
+    def max_event_epoch(self) -> int | None:
+        newest: int | None = pc.max(self.fresh.column("event_epoch")).as_py()
+        return newest
+
+
+def plan_writes(split: SplitBatch, seen_before: pa.Array, *, bot_filtering: bool) -> BatchWrites:
+    """``seen_before``: row numbers in ``split.events`` of the ids an earlier batch accepted."""
+    events = split.events
+    fresh = events.filter(pc.invert(pc.is_in(_row_numbers(events), value_set=seen_before)))
+    kind = kinds(fresh, bot_filtering)
+    return BatchWrites(
+        fresh=fresh,
+        page_views=fresh.filter(pc.equal(kind, "page_view")),
+        others=fresh.filter(pc.equal(kind, "other")),
+        bots=fresh.filter(pc.equal(kind, "bot")),
+        seen_before=events.take(seen_before),
+        split=split,
+    )
+
+
+def new_dimension_rows(fresh: pa.Table, dimension: Dimension, known_keys: Set[int]) -> pa.Table:
+    """The distinct rows of ``dimension`` among these events, but for keys known to exist."""
+    rows = fresh.select(list(dimension.columns))
+    if dimension.only_where_present:
+        rows = rows.filter(pc.is_valid(rows.column(dimension.only_where_present)))
+    if known_keys:
+        known = pa.array(list(known_keys), type=pa.int64())
+        rows = rows.filter(pc.invert(pc.is_in(rows.column(dimension.key), value_set=known)))
+    if rows.num_rows == 0:
+        return rows
+    return rows.group_by(list(dimension.columns), use_threads=False).aggregate([])
+
+
+def fact_rows(events: pa.Table, batch_id: int, columns: tuple[str, ...]) -> pa.Table:
+    """The given fact-table columns of these events; most are the sink rows' own."""
+
+    def column(name: str) -> pa.Array | pa.ChunkedArray:
+        if name == "event_time":
+            return _timestamps(events.column("event_epoch"))
+        if name == "batch_id":
+            return _constant(batch_id, events.num_rows)
+        if name == "user_id_db":
+            user_id = events.column(name)
+            return pc.if_else(pc.equal(user_id, ""), None, user_id)
+        if name == "page_path":
+            return pc.fill_null(events.column(name), "")
+        return events.column(name)
+
+    return pa.table({name: column(name) for name in columns})
+
+
+def _rollup_values(page_views: pa.Table, dimension: str) -> pa.Array | pa.ChunkedArray:
+    if dimension == "total":
+        return pa.array([""] * page_views.num_rows, type=pa.string())
+    if dimension == "browser_os":
+        return pc.binary_join_element_wise(
+            page_views.column("browser"), page_views.column("os"), " / "
+        )
+    return page_views.column(ROLLUP_COLUMNS[dimension])
+
+
+def page_view_rollups(page_views: pa.Table) -> pa.Table:
+    """agg_page_views rows for exactly these page views: counts per UTC minute and per UTC
+    hour for each dimension value. Computed from the rows being inserted, so the rollups equal
+    the facts by construction, late events included."""
+    minute = pc.multiply(pc.divide(page_views.column("event_epoch"), 60), 60)
+    per_minute = []
+    for dimension in ROLLUP_DIMENSIONS:
+        counted = (
+            pa.table({"bucket": minute, "value": _rollup_values(page_views, dimension)})
+            .group_by(["bucket", "value"], use_threads=False)
+            .aggregate([("bucket", "count")])
+        )
+        per_minute.append(
+            pa.table(
+                {
+                    "dimension": pa.array([dimension] * counted.num_rows, pa.string()),
+                    "bucket": counted.column("bucket"),
+                    "value": counted.column("value"),
+                    "views": counted.column("bucket_count"),
+                }
+            )
+        )
+    minutes = pa.concat_tables(per_minute)
+    hours = (
+        minutes.set_column(
+            1, "bucket", pc.multiply(pc.divide(minutes.column("bucket"), 3600), 3600)
+        )
+        .group_by(["dimension", "bucket", "value"], use_threads=False)
+        .aggregate([("views", "sum")])
+        .rename_columns(["dimension", "bucket", "value", "views"])
+    )
+    return pa.concat_tables(
+        pa.table(
+            {
+                "grain": pa.array([grain] * table.num_rows, pa.string()),
+                "bucket": _timestamps(table.column("bucket")),
+                "dimension": table.column("dimension"),
+                "value": table.column("value"),
+                "views": table.column("views"),
+            }
+        )
+        for grain, table in (("minute", minutes), ("hour", hours))
+    )
+
+
+def visitor_days(page_views: pa.Table) -> pa.Table:
+    """visitor_days rows: one per (UTC day, device) with a human page view."""
+    days = pc.cast(pc.divide(page_views.column("event_epoch"), 86_400), pa.int32())
+    return (
+        pa.table({"day": days.cast(pa.date32()), "device_key": page_views.column("device_key")})
+        .group_by(["day", "device_key"], use_threads=False)
+        .aggregate([])
+    )
+
+
+def _row_numbers(table: pa.Table) -> pa.Array:
+    return pa.array(range(table.num_rows), type=pa.int64())
+
+
+def _timestamps(epoch_seconds: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pc.cast(epoch_seconds, pa.timestamp("s", tz="UTC"))
+
+
+def _constant(value: int, length: int) -> pa.Array:
+    return pa.array([value] * length, type=pa.int64())

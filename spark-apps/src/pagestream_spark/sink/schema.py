@@ -1,0 +1,211 @@
+"""The star schema as the sink writes it: which sink-row columns go to which table, the
+dimensions and how each is inserted, and the SQL of every other write. Definitions only, no I/O;
+the tables themselves are created by migrations/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pagestream_spark.transform import SINK_SCHEMA
+
+# Sink-row columns only a dead letter has (null on a valid event's row).
+DEAD_ONLY_COLUMNS = ("kafka_timestamp_ms", "dead_letter_reason", "dead_letter_detail", "payload")
+# Columns a dead letter is written from.
+DEAD_SOURCE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", *DEAD_ONLY_COLUMNS)
+# The sink rows' columns of a valid event.
+EVENT_COLUMNS = tuple(name for name in SINK_SCHEMA.names if name not in DEAD_ONLY_COLUMNS)
+_SQL_TYPES = {
+    pa.string(): "text",
+    pa.int16(): "smallint",
+    pa.int32(): "integer",
+    pa.int64(): "bigint",
+    pa.bool_(): "boolean",
+}
+# PostgreSQL type of each event column, for staging tables.
+EVENT_COLUMN_TYPES = {name: _SQL_TYPES[SINK_SCHEMA.field(name).type] for name in EVENT_COLUMNS}
+
+# The Kafka coordinates and id of a duplicate record (duplicate_records adds the batch id).
+BATCH_DUPLICATE_COLUMNS = (
+    ("kafka_topic", "text"),
+    ("kafka_partition", "integer"),
+    ("kafka_offset", "bigint"),
+    ("event_id", "text"),
+)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    table: str
+    # Staged columns (named as in the event rows); the first is the key.
+    columns: tuple[str, ...]
+    # INSERT ... SELECT from the staging table "stage" (distinct rows of `columns`).
+    insert: str
+    # Only rows where this column is not null have a dimension row (a product only for events
+    # about a product).
+    only_where_present: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.columns[0]
+
+
+# ON CONFLICT DO NOTHING: a key is a hash of the natural key, so an existing row already holds
+# the same values. NULLs become '' where the dimension's natural key says NOT NULL DEFAULT ''.
+DIMENSIONS = (
+    Dimension(
+        "dim_date",
+        ("date_key",),
+        """INSERT INTO dim_date (date_key, full_date, year, quarter, month, day_of_month, day_of_week, iso_week, is_weekend)
+SELECT date_key, d, extract(year FROM d), extract(quarter FROM d), extract(month FROM d),
+       extract(day FROM d), extract(isodow FROM d), extract(week FROM d), extract(isodow FROM d) >= 6
+FROM (SELECT date_key, to_date(date_key::text, 'YYYYMMDD') AS d FROM stage) s
+ON CONFLICT DO NOTHING""",
+    ),
+    Dimension(
+        "dim_product",
+        ("product_key", "product_id"),
+        """INSERT INTO dim_product (product_key, product_id)
+SELECT product_key, product_id FROM stage ON CONFLICT DO NOTHING""",
+        only_where_present="product_id",
+    ),
+    Dimension(
+        "dim_store",
+        ("store_key", "store_id"),
+        """INSERT INTO dim_store (store_key, store_id)
+SELECT store_key, store_id FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    Dimension(
+        "dim_location",
+        ("location_key", "country_code", "country_name", "region", "city"),
+        """INSERT INTO dim_location (location_key, country_code, country_name, region, city)
+SELECT DISTINCT ON (location_key) location_key, country_code, country_name,
+       coalesce(region, ''), coalesce(city, '')
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    Dimension(
+        "dim_user_agent",
+        (
+            "user_agent_key",
+            "browser",
+            "browser_version",
+            "os",
+            "os_version",
+            "device_class",
+            "is_bot",
+        ),
+        """INSERT INTO dim_user_agent (user_agent_key, browser, browser_version, os, os_version, device_class, is_bot)
+SELECT DISTINCT ON (user_agent_key) user_agent_key, browser, coalesce(browser_version, ''), os,
+       coalesce(os_version, ''), device_class, is_bot
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    Dimension(
+        "dim_referrer",
+        ("referrer_key", "referrer_domain", "referrer_medium"),
+        """INSERT INTO dim_referrer (referrer_key, domain, medium)
+SELECT DISTINCT ON (referrer_key) referrer_key, coalesce(referrer_domain, ''), referrer_medium
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+    Dimension(
+        "dim_campaign",
+        ("campaign_key", "utm_source_n", "utm_medium_n", "utm_campaign", "utm_term", "utm_content"),
+        """INSERT INTO dim_campaign (campaign_key, source, medium, name, term, content)
+SELECT DISTINCT ON (campaign_key) campaign_key, coalesce(utm_source_n, ''), coalesce(utm_medium_n, ''),
+       coalesce(utm_campaign, ''), coalesce(utm_term, ''), coalesce(utm_content, '')
+FROM stage ON CONFLICT DO NOTHING""",
+    ),
+)
+
+FACT_KEYS = (
+    "date_key",
+    "time_key",
+    "product_key",
+    "store_key",
+    "location_key",
+    "user_agent_key",
+    "referrer_key",
+    "campaign_key",
+)
+
+# Each fact table's columns, in the names of the sink rows (plan.fact_rows derives the few that
+# are not the sink rows' own: event_time, batch_id).
+PAGE_VIEW_COLUMNS = (
+    "event_id",
+    "event_time",
+    *FACT_KEYS,
+    "device_id",
+    "visitor_id",
+    "user_id_db",
+    "email_hash",
+    "ip_anonymized",
+    "page_path",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
+OTHER_EVENT_COLUMNS = (
+    "event_id",
+    "collection",
+    "event_time",
+    *FACT_KEYS,
+    "device_id",
+    "visitor_id",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
+BOT_EVENT_COLUMNS = (
+    "event_id",
+    "collection",
+    "event_time",
+    "user_agent_key",
+    "store_key",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+)
+
+# agg_page_views dimensions: the event column each page view is counted under. "total" (one
+# value, '') and "browser_os" ("<browser> / <os>") are derived in plan.page_view_rollups.
+ROLLUP_COLUMNS = {
+    "product": "product_id",
+    "store": "store_id",
+    "country": "country_code",
+    "referrer_medium": "referrer_medium",
+}
+ROLLUP_DIMENSIONS = ("total", *ROLLUP_COLUMNS, "browser_os")
+
+# What an INSERT from a staging copy of the table does with a row whose key exists.
+IGNORE_KNOWN = "ON CONFLICT DO NOTHING"
+# One row per key in the batch, so no row is updated twice by one statement.
+ADD_VIEWS = "ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = target.views + EXCLUDED.views"
+
+STAGE_EVENT_IDS = (
+    'CREATE TEMP TABLE stage_ids (seq bigint, event_id text COLLATE "C", event_time timestamptz)'
+    " ON COMMIT DROP"
+)
+# The staged ids an earlier batch had accepted (their seq), registering the others.
+REGISTER_EVENT_IDS = """
+WITH accepted AS (
+    INSERT INTO event_ids (event_id, event_time)
+    SELECT event_id, event_time FROM stage_ids
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT s.seq FROM stage_ids s WHERE NOT EXISTS (SELECT 1 FROM accepted a WHERE a.event_id = s.event_id)
+"""
+
+BATCH_COMMITTED = "SELECT 1 FROM batch_commits WHERE query_id = %s AND batch_id = %s"
+RECORD_BATCH = (
+    "INSERT INTO batch_commits (query_id, batch_id, consumed, page_views, other_events,"
+    " duplicates, dead_lettered, bots, max_event_time)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s))"
+)
+LOCK_QUERY = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+
+STORE_PIPELINE_SETTING = (
+    "INSERT INTO pipeline_settings VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
+NEWEST_PAGE_VIEW_EPOCH = "SELECT extract(epoch FROM max(event_time)) FROM fact_page_views"
