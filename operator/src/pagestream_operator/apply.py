@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from pagestream_operator.render import CHILD_KINDS
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from pagestream_operator.status import ChildStatus
 
 FIELD_MANAGER = "pagestream-operator"
 PIPELINE_API = f"{API_GROUP}/{API_VERSION}"
@@ -45,8 +46,8 @@ class ChildRef:
         except KeyError:
             return None
 
-    def to_status(self) -> dict[str, str]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+    def to_status(self) -> ChildStatus:
+        return ChildStatus(api_version=self.api_version, kind=self.kind, name=self.name)
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
