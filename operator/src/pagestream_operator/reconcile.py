@@ -11,9 +11,10 @@ order :data:`STEPS` runs them:
 4. ``observe_application``: read the SparkApplication (nothing is changed);
 5. ``plan``: choose the checkpoint epoch (``upgradeMode``), decide whether this is an upgrade,
    and render the children (:mod:`.render`, pure);
-6. ``start_upgrade``: an upgrade of a job that has run gets a marker and an Event;
-7. ``record_intent`` before acting: the plan, the upgrade marker and the children about to be
-   applied go to status first, so a pass interrupted after applying still knows what it owns;
+6. ``start_upgrade``: an upgrade of a job that has run gets a marker, and an Event naming the
+   fields changed since the last reconciled spec;
+7. ``record_intent`` before acting: the plan, the spec it is for, the upgrade marker and the
+   children about to be applied go to status first, so a pass interrupted after applying still knows what it owns;
 8. ``apply_children``: server-side apply of every rendered child, owned by the pipeline
    (:mod:`.apply`), and deletion of the ones no longer wanted;
 9. ``assess`` lifecycle state and conditions from what the SparkApplication reports
@@ -63,7 +64,15 @@ from pagestream_operator.status import (
     SparkApplicationStatus,
     UpgradeStatus,
 )
-from pagestream_operator.upgrade import CheckpointRecord, DeployPlan, plan_deploy, recover_record
+from pagestream_operator.upgrade import (
+    CheckpointRecord,
+    DeployPlan,
+    describe_changes,
+    last_reconciled_spec,
+    plan_deploy,
+    reconciled_spec,
+    recover_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +126,7 @@ class Planned:
     wanted: list[ChildRef]  # the rendered children's refs
     previous: list[ChildRef]  # the children earlier passes recorded in status
     checkpoint: CheckpointStatus
+    spec_record: str  # status lastReconciledSpec for ``spec``
 
 
 @dataclass
@@ -267,6 +277,7 @@ def plan(ctx: PassContext) -> Outcome | None:
             spec_fingerprint=deploy.checkpoint.spec_fingerprint,
             location=checkpoint_location(inp),
         ),
+        spec_record=reconciled_spec(spec),
     )
     return CONTINUE
 
@@ -282,8 +293,9 @@ def start_upgrade(ctx: PassContext) -> Outcome | None:
         ctx.emit(
             "Normal",
             Reason.UPGRADE_STARTED.value,
-            f"Spec changed ({planned.spec.lifecycle.upgrade_mode.value}): restarting the job "
-            f"with checkpoint {planned.checkpoint.location}",
+            f"Spec changed ({planned.spec.lifecycle.upgrade_mode.value}): "
+            f"{describe_changes(last_reconciled_spec(ctx.status), planned.spec)}; "
+            f"restarting the job with checkpoint {planned.checkpoint.location}",
         )
     return CONTINUE
 
@@ -296,6 +308,8 @@ def record_intent(ctx: PassContext) -> Outcome | None:
         # Children about to be applied, and those about to be deleted (forgotten only once
         # they are gone), so a crash in between leaves nothing unowned.
         children=[r.to_status() for r in _union(planned.previous, planned.wanted)],
+        # Recorded with the checkpoint's fingerprint, so the two always describe the same spec.
+        last_reconciled_spec=planned.spec_record,
     )
     if ctx.upgrade is not None and ctx.status.get("upgrade") is None:
         # A new upgrade shows at once, not only after the (slow) apply.
@@ -410,6 +424,7 @@ def record_status(ctx: PassContext) -> Outcome | None:
         replicas=app.running_executors,
         selector=f"{PIPELINE_LABEL}={ctx.name},spark-role=executor",
         children=[r.to_status() for r in kept],
+        last_reconciled_spec=planned.spec_record,
     )
     _write_status(ctx, final.to_patch(), assessment)
     ctx.outcome.lifecycle_state = assessment.lifecycle_state

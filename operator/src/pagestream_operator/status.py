@@ -94,6 +94,8 @@ class PipelineStatus(_Model):
     selector: str | None = None
     children: list[ChildStatus] | None = None
     conditions: list[ConditionStatus] | None = None
+    # upgrade.reconciled_spec(spec) of the spec last reconciled.
+    last_reconciled_spec: str | None = None
 
     def to_patch(self) -> dict[str, Any]:
         """The merge patch for status: only the fields this object was given."""
