@@ -1,1 +1,1 @@
-"""The pagestream operator: reconciles PageAnalyticsPipeline resources (see issue 5)."""
+"""The pagestream operator: reconciles each PageAnalyticsPipeline into the objects that run it."""

@@ -19,8 +19,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from pagestream_operator.render import CHILD_KINDS, PIPELINE_LABEL
+from pagestream_operator.render import CHILD_KINDS
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from pagestream_operator.status import ChildStatus
 
 FIELD_MANAGER = "pagestream-operator"
 PIPELINE_API = f"{API_GROUP}/{API_VERSION}"
@@ -45,8 +46,8 @@ class ChildRef:
         except KeyError:
             return None
 
-    def to_status(self) -> dict[str, str]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+    def to_status(self) -> ChildStatus:
+        return ChildStatus(api_version=self.api_version, kind=self.kind, name=self.name)
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
@@ -71,11 +72,10 @@ def owned(obj: dict[str, Any], pipeline: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
-def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+def _path(api_version: str, kind: str, namespace: str, name: str) -> str:
     plural = PLURALS[(api_version, kind)]
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{namespace}/{plural}"
-    return f"{path}/{name}" if name else path
+    return f"{base}/namespaces/{namespace}/{plural}/{name}"
 
 
 class KubeApi:
@@ -143,16 +143,6 @@ class KubeApi:
                 return False
             raise
         return True
-
-    def list_children(
-        self, api_version: str, kind: str, namespace: str, pipeline: str
-    ) -> list[dict[str, Any]]:
-        result = self._call(
-            "GET",
-            _path(api_version, kind, namespace),
-            query=[("labelSelector", f"{PIPELINE_LABEL}={pipeline}")],
-        )
-        return list(result.get("items", []))
 
     def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(PIPELINE_API, KIND, namespace, name)

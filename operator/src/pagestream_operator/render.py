@@ -220,16 +220,6 @@ def secret_env(inp: RenderInput) -> list[dict[str, Any]]:
     return env
 
 
-def referenced_secrets(inp: RenderInput) -> list[str]:
-    """Names of the Secrets the job reads (the operator itself never reads them)."""
-    names = []
-    for var in secret_env(inp):
-        ref = var.get("valueFrom", {}).get("secretKeyRef")
-        if ref and ref["name"] not in names:
-            names.append(ref["name"])
-    return names
-
-
 # --- children --------------------------------------------------------------------------------
 
 
@@ -517,7 +507,8 @@ def render_children(inp: RenderInput) -> list[dict[str, Any]]:
     return [c for c in children if c is not None]
 
 
-# Every kind a pipeline may own, so children no longer wanted can be found and deleted.
+# Every kind a pipeline may own, with its plural: apply.py builds its API paths from these (no
+# discovery), for applying a child and for deleting one no longer wanted.
 CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
     (SPARK_API, "SparkApplication", "sparkapplications"),
     (STRIMZI_API, "KafkaTopic", "kafkatopics"),

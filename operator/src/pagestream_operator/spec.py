@@ -11,6 +11,7 @@ gets the same message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -25,6 +26,36 @@ PLURAL = "pageanalyticspipelines"
 
 class SpecError(ValueError):
     """The spec can never be deployed as it is; the message names the field."""
+
+
+class DiffType(StrEnum):
+    """What a change to a spec field needs, after the Flink Kubernetes Operator's ``DiffType``.
+    Each field declares its own with :class:`SpecDiff`; :mod:`.upgrade` acts on them."""
+
+    # The job is untouched: the field configures other children (the KafkaTopic, monitoring)
+    # or how the operator itself acts (suspend and resume are the lifecycle's own transitions,
+    # which keep the checkpoint by definition, as Flink's job.state and upgradeMode are IGNORE).
+    IGNORE = "ignore"
+    # The job is restarted with its checkpoint whatever upgradeMode says: the field changes the
+    # SparkApplication, and the Spark operator resubmits an application on any spec change (it
+    # cannot rescale a running one).
+    RESTART = "restart"
+    # The job is restarted with the change, and upgradeMode decides whether it keeps its
+    # checkpoint. Every field not marked otherwise: the safe class for a field added later.
+    UPGRADE = "upgrade"
+
+
+@dataclass(frozen=True)
+class SpecDiff:
+    """Marks a field's :class:`DiffType` in its annotation, as Flink's ``@SpecDiff`` does:
+    ``instances: Annotated[int, SpecDiff(DiffType.RESTART)]``. On a nested model's field it
+    applies to every field under it."""
+
+    type: DiffType
+
+
+IGNORE = SpecDiff(DiffType.IGNORE)
+RESTART = SpecDiff(DiffType.RESTART)
 
 
 class _Model(BaseModel):
@@ -61,10 +92,11 @@ class StrimziClusterRef(_Model):
 
 class TopicSpec(_Model):
     name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")
-    manage: bool = False
-    partitions: int = Field(default=6, ge=1, le=10000)
-    replicas: int = Field(default=3, ge=1, le=32)
-    retention_hours: int = Field(default=168, ge=1, le=87600)
+    # The topic's settings change the KafkaTopic (Strimzi applies them), not the job.
+    manage: Annotated[bool, IGNORE] = False
+    partitions: Annotated[int, IGNORE] = Field(default=6, ge=1, le=10000)
+    replicas: Annotated[int, IGNORE] = Field(default=3, ge=1, le=32)
+    retention_hours: Annotated[int, IGNORE] = Field(default=168, ge=1, le=87600)
 
 
 class SaslMechanism(StrEnum):
@@ -142,7 +174,9 @@ class DriverSpec(_Model):
 
 
 class ExecutorSpec(_Model):
-    instances: int = Field(default=1, ge=1, le=200)
+    # Not a scale: spark-operator resubmits the application with the new count (the scale
+    # subresource sets it too).
+    instances: Annotated[int, RESTART] = Field(default=1, ge=1, le=200)
     cores: int = Field(default=1, ge=1, le=64)
     core_request: CpuQuantity | None = None
     memory: SparkMemory = "1g"
@@ -303,8 +337,9 @@ class UpgradeMode(StrEnum):
 
 
 class LifecycleSpec(_Model):
-    state: DesiredState = DesiredState.RUNNING
-    upgrade_mode: UpgradeMode = UpgradeMode.LAST_STATE
+    state: Annotated[DesiredState, IGNORE] = DesiredState.RUNNING
+    # How the next upgrade treats the checkpoint; changing it alone restarts nothing.
+    upgrade_mode: Annotated[UpgradeMode, IGNORE] = UpgradeMode.LAST_STATE
     restart_nonce: int | None = Field(default=None, ge=0)
 
 
@@ -316,9 +351,10 @@ class MonitorKind(StrEnum):
 
 class MonitoringSpec(_Model):
     metrics_port: int = Field(default=9108, ge=1024, le=65535)
-    monitor: MonitorKind = MonitorKind.NONE
-    monitor_labels: dict[str, str] = Field(default_factory=dict)
-    dashboards: bool = False
+    # The monitoring objects are children of their own; the job does not see them.
+    monitor: Annotated[MonitorKind, IGNORE] = MonitorKind.NONE
+    monitor_labels: Annotated[dict[str, str], IGNORE] = Field(default_factory=dict)
+    dashboards: Annotated[bool, IGNORE] = False
 
 
 # Spark settings the operator sets itself (render.OPERATOR_SPARK_CONF puts the job's jars on the

@@ -1,5 +1,6 @@
-"""The pure modules stay pure: rendering, observing and the spec model import no Kubernetes
-client, no kopf and nothing that does I/O, so they can be tested as plain functions."""
+"""The pure modules stay pure: rendering, observing, planning and the spec and status models
+import no Kubernetes client, no kopf and nothing that does I/O, so they can be tested as plain
+functions."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import pagestream_operator
 
 PACKAGE = Path(pagestream_operator.__file__).parent
-PURE_MODULES = ("render", "observe", "spec", "upgrade")
+PURE_MODULES = ("render", "observe", "spec", "status", "upgrade")
 ALLOWED_THIRD_PARTY = {"pydantic"}
 ALLOWED_FIRST_PARTY = {
     "pagestream_common.jobconfig",
@@ -20,6 +21,7 @@ ALLOWED_FIRST_PARTY = {
     "pagestream_operator.render",
     "pagestream_operator.upgrade",
     "pagestream_operator.observe",
+    "pagestream_operator.status",
 }
 # Standard-library modules that touch the outside world.
 IMPURE_STDLIB = {"os", "subprocess", "socket", "urllib", "http", "asyncio", "threading", "time"}

@@ -8,14 +8,17 @@ code against the real kube-apiserver.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+from crd_models import crd_schema
 from kubernetes.client.rest import ApiException
 
 from pagestream_operator.apply import PIPELINE_API, ChildRef
 from pagestream_operator.reconcile import ReconcileError, reconcile
 from pagestream_operator.spec import KIND
+from pagestream_operator.status import PipelineStatus
 
 NS = "shop"
 
@@ -291,3 +294,104 @@ def test_a_paused_pipeline_is_left_alone_until_resumed() -> None:
     del meta["annotations"]
     run(api)
     assert api.app("p")["spec"]["image"] == "img:1"
+
+
+def test_the_upgrade_event_names_the_fields_changed_since_the_last_reconciled_spec() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    recorded = json.loads(api.pipeline("p")["status"]["lastReconciledSpec"])
+    assert recorded["spark"]["image"] == "img:1"
+    assert recorded["spark"]["executor"]["instances"] == 1  # defaults filled in
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+
+    api.set_spec("p", base_spec(spark={"image": "img:2", "executor": {"instances": 3}}))
+    events = run(api)
+    (message,) = [m for _, r, m in events if r == "UpgradeStarted"]
+    assert "spark.image, spark.executor.instances (restart);" in message
+    recorded = json.loads(api.pipeline("p")["status"]["lastReconciledSpec"])
+    assert recorded["spark"]["image"] == "img:2"
+
+
+def test_an_upgrade_without_a_recorded_spec_says_so() -> None:
+    """A status written by an operator that did not record the spec yet."""
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec())
+    run(api)
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+    api.objects[(PIPELINE_API, KIND, "p")]["status"].pop("lastReconciledSpec")
+    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    events = run(api)
+    (message,) = [m for _, r, m in events if r == "UpgradeStarted"]
+    assert "the previous spec was not recorded" in message
+
+
+def test_a_scale_restarts_the_job_without_an_upgrade() -> None:
+    """The executor count is a restart: the SparkApplication changes (spark-operator resubmits
+    it) but the checkpoint stays, even in stateless mode, and no upgrade is marked."""
+    api = MemoryApi()
+    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    run(api)
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+    before = checkpoint_arg(api.app("p"))
+    api.set_spec(
+        "p",
+        base_spec(
+            lifecycle={"upgradeMode": "stateless"},
+            spark={"image": "img:1", "executor": {"instances": 3}},
+        ),
+    )
+    events = run(api)
+    assert api.app("p")["spec"]["executor"]["instances"] == 3
+    assert checkpoint_arg(api.app("p")) == before
+    assert "ChildUpdated" in events.reasons()
+    assert "UpgradeStarted" not in events.reasons()
+    assert "upgrade" not in api.pipeline("p")["status"]
+
+
+def _undeclared(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """Paths in ``value`` that ``schema`` does not declare (the API server would prune them)."""
+    if isinstance(value, list):
+        return [
+            p for i, v in enumerate(value) for p in _undeclared(v, schema["items"], f"{path}[{i}]")
+        ]
+    if not isinstance(value, dict):
+        return []
+    props = schema.get("properties", {})
+    return [f"{path}.{k}" for k in value if k not in props] + [
+        p for k, v in value.items() if k in props for p in _undeclared(v, props[k], f"{path}.{k}")
+    ]
+
+
+class RecordingApi(MemoryApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[dict[str, Any]] = []
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.written.append(copy.deepcopy(status))
+        super().patch_pipeline_status(namespace, name, status)
+
+
+def test_every_status_written_is_one_the_crd_accepts_whole() -> None:
+    api = RecordingApi()
+    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor"}))
+    run(api)
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    run(api)
+    api.spark_status("p", "RUNNING", "s2")
+    run(api)
+    schema = crd_schema()["properties"]["status"]
+    assert len(api.written) >= 4
+    for status in api.written:
+        assert (
+            _undeclared({k: v for k, v in status.items() if v is not None}, schema, "status") == []
+        )
+    # What the passes left is exactly a status model (which test_status checks against the CRD).
+    status = api.pipeline("p")["status"]
+    assert PipelineStatus.model_validate(status).to_patch() == status

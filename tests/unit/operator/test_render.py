@@ -14,6 +14,7 @@ from pagestream_operator.render import (
     JOB_MAIN_FILE,
     RenderInput,
     checkpoint_location,
+    job_config,
     render_children,
     render_spark_application,
 )
@@ -30,6 +31,16 @@ def test_the_job_parses_the_arguments_it_is_given(case: Path) -> None:
     assert config.checkpoint_location == checkpoint_location(inp)
     assert config.trigger_mode == "processing-time"
     assert app["spec"]["mainApplicationFile"] == JOB_MAIN_FILE
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_the_arguments_are_the_job_config_and_nothing_else(case: Path) -> None:
+    """What lets `pagestream up` take ``job_config`` directly instead of parsing a rendered
+    SparkApplication back: the arguments carry exactly that configuration, both ways."""
+    inp = load_case(case)
+    args = render_spark_application(inp)["spec"]["arguments"]
+    assert JobConfig.from_args(args) == job_config(inp)
+    assert args == job_config(inp).to_args()
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

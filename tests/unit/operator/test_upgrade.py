@@ -1,11 +1,28 @@
-"""Which spec changes are upgrades, and what each upgrade mode does to the checkpoint."""
+"""What each spec change needs (its class), which are upgrades, and what each upgrade mode does
+to the checkpoint."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pagestream_operator.spec import parse_spec
-from pagestream_operator.upgrade import CheckpointRecord, plan_deploy, upgrade_fingerprint
+import pytest
+from crd_models import crd_schema
+from operator_cases import case
+
+from pagestream_operator.spec import DiffType, parse_spec
+from pagestream_operator.upgrade import (
+    NO_UPGRADE_FIELDS,
+    SPEC_DIFF,
+    CheckpointRecord,
+    changed_fields,
+    describe_changes,
+    diff_type,
+    last_reconciled_spec,
+    plan_deploy,
+    reconciled_spec,
+    upgrade_fingerprint,
+)
 
 BASE: dict[str, Any] = {
     "kafka": {"bootstrapServers": "k:9092", "topic": {"name": "views"}},
@@ -87,3 +104,84 @@ def test_record_round_trips_through_status() -> None:
     assert CheckpointRecord.from_status({}) is None
     status = {"checkpoint": {"epoch": 2, "specFingerprint": "abc", "location": "x"}}
     assert CheckpointRecord.from_status(status) == CheckpointRecord(2, "abc")
+
+
+def test_the_fingerprint_of_an_existing_pipeline_is_unchanged() -> None:
+    """Classing the fields on the model must not move a fingerprint: a new one would be an
+    upgrade of every running pipeline when the operator is upgraded (values from before)."""
+    assert upgrade_fingerprint(spec()) == "0e031c8a51a4aa1d"
+    assert upgrade_fingerprint(case("full").spec) == "335dca3e6b08c475"
+    assert upgrade_fingerprint(case("suspended-servicemonitor").spec) == "f6f915dacd0763aa"
+
+
+def _crd_field(path: str) -> dict[str, Any] | None:
+    node = crd_schema()["properties"]["spec"]
+    for part in path.split("."):
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            return None
+    return node
+
+
+def test_every_classed_path_is_a_crd_field_and_every_crd_field_is_classed() -> None:
+    assert [p for p in SPEC_DIFF if _crd_field(p) is None] == []
+
+    def leaves(schema: dict[str, Any], prefix: str) -> list[str]:
+        out = []
+        for key, prop in schema.get("properties", {}).items():
+            if prop.get("description", "").startswith("Not allowed"):
+                continue  # declared only to be rejected
+            if prop.get("type") == "object" and "properties" in prop:
+                out += leaves(prop, f"{prefix}{key}.")
+            else:
+                out.append(f"{prefix}{key}")
+        return out
+
+    assert sorted(leaves(crd_schema()["properties"]["spec"], "")) == sorted(SPEC_DIFF)
+
+
+def test_an_unknown_path_is_an_error_not_skipped() -> None:
+    with pytest.raises(KeyError, match=r"spark\.executor\.count: no such spec field"):
+        diff_type("spark.executor.count")
+
+
+def test_each_field_has_the_class_a_change_to_it_needs() -> None:
+    # spark-operator resubmits the application on a new executor count: a restart.
+    assert diff_type("spark.executor.instances") is DiffType.RESTART
+    assert diff_type("spark.image") is DiffType.UPGRADE
+    assert diff_type("spark.pods.tolerations") is DiffType.UPGRADE
+    assert diff_type("lifecycle.restartNonce") is DiffType.UPGRADE
+    assert diff_type("lifecycle.state") is DiffType.IGNORE
+    assert diff_type("kafka.topic.partitions") is DiffType.IGNORE
+    assert diff_type("kafka.topic.name") is DiffType.UPGRADE
+    assert diff_type("monitoring.metricsPort") is DiffType.UPGRADE
+    assert diff_type("monitoring.monitor") is DiffType.IGNORE
+    # The fingerprint leaves out exactly the fields that are no upgrade.
+    assert set(NO_UPGRADE_FIELDS) == {p for p, k in SPEC_DIFF.items() if k is not DiffType.UPGRADE}
+
+
+def test_changed_fields_are_named_with_their_class() -> None:
+    before = spec()
+    after = spec(
+        spark={"image": "img:2", "executor": {"instances": 3}},
+        monitoring={"dashboards": True},
+    )
+    assert changed_fields(before, after) == [
+        ("spark.image", DiffType.UPGRADE),
+        ("spark.executor.instances", DiffType.RESTART),
+        ("monitoring.dashboards", DiffType.IGNORE),
+    ]
+    assert describe_changes(before, after) == (
+        "spark.image, spark.executor.instances (restart), monitoring.dashboards (ignore)"
+    )
+    assert describe_changes(None, after) == "the previous spec was not recorded"
+    assert changed_fields(before, spec()) == []
+
+
+def test_the_reconciled_spec_round_trips_through_status() -> None:
+    full = case("full").spec
+    record = reconciled_spec(full)
+    assert last_reconciled_spec({"lastReconciledSpec": record}) == full
+    assert reconciled_spec(parse_spec(json.loads(record))) == record
+    assert last_reconciled_spec({}) is None
+    assert last_reconciled_spec({"lastReconciledSpec": "{not json"}) is None

@@ -1,9 +1,10 @@
 """A PageAnalyticsPipeline YAML, read and checked as a cluster would, and the job configuration
 the operator would give it, moved to this machine.
 
-The job's arguments come from the operator's own rendering (``render_spark_application``), so a
-local run and a Kubernetes run of the same YAML cannot disagree. :func:`localize` is the one place
-that changes anything, and it changes only *where* things are (:class:`LocalPlaces`).
+The job's configuration comes from the operator's own rendering (``render.job_config``, which is
+also what the SparkApplication's arguments are made of), so a local run and a Kubernetes run of the
+same YAML cannot disagree. :func:`localize` is the one place that changes anything, and it changes
+only *where* things are (:class:`LocalPlaces`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 
 from pagestream.local.crd_schema import PIPELINE_CRD, FieldError, InvalidResource, validate
 from pagestream_common.jobconfig import JobConfig
-from pagestream_operator.render import RenderInput, render_spark_application
+from pagestream_operator.render import RenderInput, job_config, render_spark_application
 from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
 
 PIPELINE_KIND = "PageAnalyticsPipeline"
@@ -93,19 +94,26 @@ class LocalPlaces:
     metrics_port: int
 
 
-def rendered_spark_application(pipeline: LocalPipeline) -> dict[str, Any]:
-    """The SparkApplication the operator would create for this pipeline."""
-    return render_spark_application(
-        RenderInput(
-            name=pipeline.name,
-            namespace=LOCAL_NAMESPACE,
-            spec=pipeline.spec,
-            checkpoint_epoch=LOCAL_CHECKPOINT_EPOCH,
-        )
+def render_input(pipeline: LocalPipeline) -> RenderInput:
+    """What the operator would render this pipeline from, in the pretend namespace."""
+    return RenderInput(
+        name=pipeline.name,
+        namespace=LOCAL_NAMESPACE,
+        spec=pipeline.spec,
+        checkpoint_epoch=LOCAL_CHECKPOINT_EPOCH,
     )
+
+
+def rendered_spark_application(pipeline: LocalPipeline) -> dict[str, Any]:
+    """The SparkApplication the operator would create for this pipeline.
+
+    Nothing in the CLI needs it any more (:func:`localize` takes the job configuration
+    directly); tests/integration/embedded/test_local_crd_validation.py still compares the
+    local configuration with its arguments, and goes when that test renders it itself."""
+    return render_spark_application(render_input(pipeline))
 
 
 def localize(pipeline: LocalPipeline, places: LocalPlaces) -> JobConfig:
     """The operator's job configuration for ``pipeline``, with only the places changed."""
-    rendered = JobConfig.from_args(rendered_spark_application(pipeline)["spec"]["arguments"])
+    rendered = job_config(render_input(pipeline))
     return dataclasses.replace(rendered, **dataclasses.asdict(places))
