@@ -39,21 +39,16 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-from pagestream.stack.crds import crd_file, upstream_crds
-from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
+from pagestream.stack.crds import OPERATOR_CHILD_CRDS, crd_file, upstream_crds
+from pagestream.stack.paths import PIPELINE_CRD, REPO_ROOT, StackPaths, default_cache_dir
 from pagestream.stack.process import free_port
 from pagestream.stack.stack import LocalStack
+from pagestream_operator.spec import API_GROUP as GROUP
+from pagestream_operator.spec import API_VERSION as VERSION
+from pagestream_operator.spec import PLURAL
 
 RESULTS = Path(__file__).resolve().parent / "results" / "operator_reconcile.json"
 STATE = REPO_ROOT / ".pagestream" / "bench" / "operator"
-OUR_CRD = REPO_ROOT / "charts/pagestream/crds/pagestream.dev_pageanalyticspipelines.yaml"
-UPSTREAM = (
-    "sparkapplications.sparkoperator.k8s.io",
-    "kafkatopics.kafka.strimzi.io",
-    "podmonitors.monitoring.coreos.com",
-    "servicemonitors.monitoring.coreos.com",
-)
-GROUP, VERSION, PLURAL = "pagestream.dev", "v1alpha1", "pageanalyticspipelines"
 
 
 def pipeline(name: str) -> dict[str, Any]:
@@ -159,7 +154,7 @@ def main() -> int:
     operator: subprocess.Popen[bytes] | None = None
     try:
         folder = upstream_crds(paths.cache)
-        for path in [OUR_CRD, *(crd_file(folder, n) for n in UPSTREAM)]:
+        for path in [PIPELINE_CRD, *(crd_file(folder, n) for n in OPERATOR_CHILD_CRDS)]:
             subprocess.run(
                 ["kubectl", "apply", "--server-side", "-f", str(path)],
                 env=env,

@@ -23,9 +23,9 @@ from pagestream.stack.artifacts import go_module_source
 from pagestream.stack.crds import crd_file, upstream_crds
 from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.kube import KubeControlPlane
-from pagestream.stack.paths import REPO_ROOT, StackPaths
+from pagestream.stack.paths import CHART_DIR, PIPELINE_CRD, StackPaths
 
-CHART = REPO_ROOT / "charts" / "pagestream"
+CHART = CHART_DIR
 CI_DIR = CHART / "ci"
 DEPENDENCY_KEYS = ("strimzi", "cloudnativepg", "sparkOperator", "kubePrometheusStack")
 # Every kind the chart renders that some operator defines, by CRD name.
@@ -40,7 +40,6 @@ UPSTREAM_CRDS = (
     "prometheusrules.monitoring.coreos.com",
     "sparkapplications.sparkoperator.k8s.io",
 )
-OUR_CRD = CHART / "crds" / "pagestream.dev_pageanalyticspipelines.yaml"
 # What the defaults need to render here: every dependency off, nothing else changed.
 NO_DEPENDENCIES = [f"{key}.enabled=false" for key in DEPENDENCY_KEYS]
 
@@ -190,7 +189,7 @@ def chart(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Chart:
 def chart_crds(kube: KubeControlPlane, stack_paths: StackPaths) -> list[str]:
     """Our CRD and every upstream CRD the chart's objects need, applied and Established."""
     folder = upstream_crds(stack_paths.cache)
-    return kube.install_crds([OUR_CRD, *(crd_file(folder, name) for name in UPSTREAM_CRDS)])
+    return kube.install_crds([PIPELINE_CRD, *(crd_file(folder, name) for name in UPSTREAM_CRDS)])
 
 
 @pytest.fixture

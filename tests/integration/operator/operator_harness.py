@@ -25,19 +25,14 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from pagestream.stack.crds import crd_file, upstream_crds
+from pagestream.stack.crds import OPERATOR_CHILD_CRDS, crd_file, upstream_crds
 from pagestream.stack.kube import KubeControlPlane
-from pagestream.stack.paths import REPO_ROOT, StackPaths
+from pagestream.stack.paths import PIPELINE_CRD, StackPaths
 from pagestream.stack.process import free_port
+from pagestream_operator.spec import API_GROUP as GROUP
+from pagestream_operator.spec import API_VERSION as VERSION
+from pagestream_operator.spec import PLURAL
 
-OUR_CRD = REPO_ROOT / "charts/pagestream/crds/pagestream.dev_pageanalyticspipelines.yaml"
-UPSTREAM = (
-    "sparkapplications.sparkoperator.k8s.io",
-    "kafkatopics.kafka.strimzi.io",
-    "podmonitors.monitoring.coreos.com",
-    "servicemonitors.monitoring.coreos.com",
-)
-GROUP, VERSION, PLURAL = "pagestream.dev", "v1alpha1", "pageanalyticspipelines"
 SPARK = ("sparkoperator.k8s.io", "v1beta2", "sparkapplications")
 TOPIC = ("kafka.strimzi.io", "v1", "kafkatopics")
 PODMON = ("monitoring.coreos.com", "v1", "podmonitors")
@@ -79,7 +74,9 @@ def crd_folder(stack_paths: StackPaths) -> Path:
 @pytest.fixture(scope="session")
 def crds(kube: KubeControlPlane, crd_folder: Path) -> list[str]:
     """Our CRD and the upstream ones it needs, applied and Established."""
-    return kube.install_crds([OUR_CRD, *(crd_file(crd_folder, name) for name in UPSTREAM)])
+    return kube.install_crds(
+        [PIPELINE_CRD, *(crd_file(crd_folder, name) for name in OPERATOR_CHILD_CRDS)]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,11 +30,11 @@ from operator_harness import (
 
 from pagestream.stack.helm import Helm
 from pagestream.stack.kube import KubeControlPlane
-from pagestream.stack.paths import REPO_ROOT, StackPaths
+from pagestream.stack.paths import CHART_DIR, StackPaths
 
 pytestmark = [pytest.mark.kube, pytest.mark.helm]
 
-CHART = REPO_ROOT / "charts/pagestream"
+CHART = CHART_DIR
 RELEASE, RELEASE_NS = "ps", "pagestream-system"
 SERVICE_ACCOUNT = "ps-pagestream-operator"
 

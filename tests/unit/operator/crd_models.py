@@ -8,15 +8,15 @@ from __future__ import annotations
 import types
 import typing
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-REPO = Path(__file__).resolve().parents[3]
-CRD_FILE = REPO / "charts/pagestream/crds/pagestream.dev_pageanalyticspipelines.yaml"
+from pagestream.stack.paths import PIPELINE_CRD
+
+CRD_FILE = PIPELINE_CRD
 
 # The CRD's type for each Python type a model field may have.
 _OPENAPI_TYPES: dict[type, str] = {

@@ -25,11 +25,7 @@ from typing import Any
 
 import yaml
 
-from pagestream.stack.paths import REPO_ROOT
-
-PIPELINE_CRD = (
-    REPO_ROOT / "charts" / "pagestream" / "crds" / "pagestream.dev_pageanalyticspipelines.yaml"
-)
+from pagestream.stack.paths import PIPELINE_CRD
 
 # kube-apiserver: these error types make CEL validation skip (hasBlockingErr in the
 # apiextensions strategy), and it adds one error saying so.

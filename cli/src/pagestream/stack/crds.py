@@ -35,6 +35,14 @@ from pagestream.stack.paths import TOOLS_DIR, content_key
 
 log = logging.getLogger(__name__)
 
+# The other operators' kinds the pagestream operator creates children of, by CRD name.
+OPERATOR_CHILD_CRDS = (
+    "sparkapplications.sparkoperator.k8s.io",
+    "kafkatopics.kafka.strimzi.io",
+    "podmonitors.monitoring.coreos.com",
+    "servicemonitors.monitoring.coreos.com",
+)
+
 GO_RECIPE = TOOLS_DIR / "crds" / "go"
 STRIMZI_RECIPE = TOOLS_DIR / "crds" / "strimzi"
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 TOOLS_DIR = REPO_ROOT / "tools"
+CHART_DIR = REPO_ROOT / "charts" / "pagestream"
+# The PageAnalyticsPipeline CRD: the chart installs it from crds/, the operator's spec model and
+# docs/crd-reference.md are checked against it.
+PIPELINE_CRD = CHART_DIR / "crds" / "pagestream.dev_pageanalyticspipelines.yaml"
 
 
 def default_cache_dir() -> Path:

@@ -11,23 +11,16 @@ from pathlib import Path
 
 import yaml
 
-from pagestream.stack.crds import crd_file, install_crds, upstream_crds
+from pagestream.stack.crds import OPERATOR_CHILD_CRDS, crd_file, install_crds, upstream_crds
 from pagestream.stack.errors import StackError
 from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.node.node import LocalNode
-from pagestream.stack.paths import REPO_ROOT
+from pagestream.stack.paths import CHART_DIR
 
-CHART = REPO_ROOT / "charts" / "pagestream"
-NODE_VALUES = CHART / "ci" / "node-values.yaml"
+NODE_VALUES = CHART_DIR / "ci" / "node-values.yaml"
 # What the operator and the chart create of other operators' kinds, as those operators'
 # releases would install them (none of the operators can run here yet).
-UPSTREAM_CRDS = (
-    "sparkapplications.sparkoperator.k8s.io",
-    "kafkatopics.kafka.strimzi.io",
-    "podmonitors.monitoring.coreos.com",
-    "servicemonitors.monitoring.coreos.com",
-    "prometheusrules.monitoring.coreos.com",
-)
+UPSTREAM_CRDS = (*OPERATOR_CHILD_CRDS, "prometheusrules.monitoring.coreos.com")
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -63,7 +56,7 @@ class AppRelease:
         reach here, and every one of them is turned off by NODE_VALUES)."""
         dest = self.node.home / "chart"
         shutil.rmtree(dest, ignore_errors=True)
-        return dependency_free_chart(CHART, dest)
+        return dependency_free_chart(CHART_DIR, dest)
 
     def install(
         self,
