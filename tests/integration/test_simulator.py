@@ -5,7 +5,6 @@ a signal stops a run cleanly; undeliverable records make the exit status non-zer
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import signal
@@ -16,7 +15,6 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -40,16 +38,6 @@ pytestmark = pytest.mark.kafka
 
 START = 1_793_577_600.0  # 2026-11-02T00:00:00Z: fixed, so runs are repeatable
 VALIDATOR = jsonschema.Draft202012Validator(event_json_schema())
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """main() configures the root logger for a process; put it back for the next test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def binomial_bound(n: int, p: float, z: float = 5.0) -> tuple[float, float]:

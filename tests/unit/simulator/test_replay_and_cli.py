@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,16 +28,6 @@ from pagestream_simulator.replay import (
     iter_lines,
     replay_records,
 )
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """main() configures the root logger for a process; put it back for the next test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_lines_lose_only_their_terminator() -> None:
