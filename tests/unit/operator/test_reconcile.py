@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from crd_models import crd_schema
 from kubernetes.client.rest import ApiException
+from operator_cases import minimal_spec
 
 from pagestream_operator.apply import PIPELINE_API, ChildRef
 from pagestream_operator.reconcile import ReconcileError, reconcile
@@ -100,18 +101,6 @@ class MemoryApi:
         return self.objects[("sparkoperator.k8s.io/v1beta2", "SparkApplication", name)]
 
 
-def base_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "kafka": {"bootstrapServers": "k:9092", "topic": {"name": "views"}},
-        "postgres": {"cnpgCluster": {"name": "db"}},
-        "spark": {"image": "img:1"},
-        "processing": {"pii": {"hashKeySecretRef": {"name": "pii"}}},
-        "checkpoint": {"uri": "s3a://b"},
-    }
-    spec.update(overrides)
-    return spec
-
-
 class Events(list[tuple[str, str, str]]):
     def __call__(self, kind: str, reason: str, message: str) -> None:
         self.append((kind, reason, message))
@@ -133,7 +122,7 @@ def checkpoint_arg(app: dict[str, Any]) -> str:
 
 def test_first_pass_records_intent_before_applying_and_owns_the_child() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     events = run(api)
     writes = [c for c in api.calls if c[0] in ("status", "apply")]
     assert writes[0] == ("status", "p")  # intent first
@@ -151,7 +140,7 @@ def test_first_pass_records_intent_before_applying_and_owns_the_child() -> None:
 
 def test_a_repeated_pass_changes_nothing() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     api.calls.clear()
     events = run(api)
@@ -161,13 +150,13 @@ def test_a_repeated_pass_changes_nothing() -> None:
 
 def test_last_state_upgrade_marks_and_completes() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     api.spark_status("p", "RUNNING", "s1")
     run(api)
     before = checkpoint_arg(api.app("p"))
 
-    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    api.set_spec("p", minimal_spec(spark={"image": "img:2"}))
     events = run(api)
     status = api.pipeline("p")["status"]
     assert status["lifecycleState"] == "UPGRADING"
@@ -188,10 +177,12 @@ def test_last_state_upgrade_marks_and_completes() -> None:
 
 def test_stateless_upgrade_moves_the_checkpoint_to_the_new_generation() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    api.add_pipeline("p", minimal_spec(lifecycle={"upgradeMode": "stateless"}))
     run(api)
     assert checkpoint_arg(api.app("p")).endswith("/epoch-1")
-    api.set_spec("p", base_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"}))
+    api.set_spec(
+        "p", minimal_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"})
+    )
     run(api)
     assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
     assert api.pipeline("p")["status"]["checkpoint"]["epoch"] == 2
@@ -199,10 +190,10 @@ def test_stateless_upgrade_moves_the_checkpoint_to_the_new_generation() -> None:
 
 def test_children_no_longer_wanted_are_deleted_and_forgotten() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor", "dashboards": True}))
+    api.add_pipeline("p", minimal_spec(monitoring={"monitor": "PodMonitor", "dashboards": True}))
     run(api)
     assert len(api.pipeline("p")["status"]["children"]) == 3
-    api.set_spec("p", base_spec())
+    api.set_spec("p", minimal_spec())
     events = run(api)
     assert sorted(c for c in api.calls if c[0] == "delete") == [
         ("delete", "ConfigMap/p-dashboard-health"),
@@ -217,7 +208,7 @@ def test_an_invalid_spec_applies_nothing_and_is_reported_once() -> None:
     # Both Kafka sources: the CRD would reject this; the operator must not rely on it.
     api.add_pipeline(
         "p",
-        base_spec(
+        minimal_spec(
             kafka={
                 "bootstrapServers": "k:1",
                 "strimziCluster": {"name": "e"},
@@ -236,7 +227,7 @@ def test_an_invalid_spec_applies_nothing_and_is_reported_once() -> None:
 
 def test_an_apply_failure_is_reported_and_retried() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor"}))
+    api.add_pipeline("p", minimal_spec(monitoring={"monitor": "PodMonitor"}))
     api.fail_kinds.add("PodMonitor")
     with pytest.raises(ReconcileError, match="PodMonitor/p: 422"):
         run(api)
@@ -248,7 +239,7 @@ def test_an_apply_failure_is_reported_and_retried() -> None:
 
 def test_a_pipeline_being_deleted_is_left_to_the_garbage_collector() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     api.objects[(PIPELINE_API, KIND, "p")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert run(api) == []
     assert not [c for c in api.calls if c[0] in ("apply", "status")]
@@ -256,7 +247,7 @@ def test_a_pipeline_being_deleted_is_left_to_the_garbage_collector() -> None:
 
 def test_a_deleted_child_is_recreated() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     del api.objects[("sparkoperator.k8s.io/v1beta2", "SparkApplication", "p")]
     events = run(api)
@@ -268,9 +259,11 @@ def test_a_lost_status_does_not_reset_the_checkpoint() -> None:
     """A restore from backup brings the pipeline back without status: the checkpoint epoch is
     recovered from the running SparkApplication instead of starting a new one."""
     api = MemoryApi()
-    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    api.add_pipeline("p", minimal_spec(lifecycle={"upgradeMode": "stateless"}))
     run(api)
-    api.set_spec("p", base_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"}))
+    api.set_spec(
+        "p", minimal_spec(lifecycle={"upgradeMode": "stateless"}, spark={"image": "img:2"})
+    )
     run(api)
     assert checkpoint_arg(api.app("p")).endswith("/epoch-2")
     api.objects[(PIPELINE_API, KIND, "p")]["metadata"]["generation"] = 7
@@ -282,7 +275,7 @@ def test_a_lost_status_does_not_reset_the_checkpoint() -> None:
 
 def test_a_paused_pipeline_is_left_alone_until_resumed() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     meta = api.objects[(PIPELINE_API, KIND, "p")]["metadata"]
     meta["annotations"] = {"pagestream.dev/reconcile": "paused"}
@@ -298,7 +291,7 @@ def test_a_paused_pipeline_is_left_alone_until_resumed() -> None:
 
 def test_the_upgrade_event_names_the_fields_changed_since_the_last_reconciled_spec() -> None:
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     recorded = json.loads(api.pipeline("p")["status"]["lastReconciledSpec"])
     assert recorded["spark"]["image"] == "img:1"
@@ -306,7 +299,7 @@ def test_the_upgrade_event_names_the_fields_changed_since_the_last_reconciled_sp
     api.spark_status("p", "RUNNING", "s1")
     run(api)
 
-    api.set_spec("p", base_spec(spark={"image": "img:2", "executor": {"instances": 3}}))
+    api.set_spec("p", minimal_spec(spark={"image": "img:2", "executor": {"instances": 3}}))
     events = run(api)
     (message,) = [m for _, r, m in events if r == "UpgradeStarted"]
     assert "spark.image, spark.executor.instances (restart);" in message
@@ -317,12 +310,12 @@ def test_the_upgrade_event_names_the_fields_changed_since_the_last_reconciled_sp
 def test_an_upgrade_without_a_recorded_spec_says_so() -> None:
     """A status written by an operator that did not record the spec yet."""
     api = MemoryApi()
-    api.add_pipeline("p", base_spec())
+    api.add_pipeline("p", minimal_spec())
     run(api)
     api.spark_status("p", "RUNNING", "s1")
     run(api)
     api.objects[(PIPELINE_API, KIND, "p")]["status"].pop("lastReconciledSpec")
-    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    api.set_spec("p", minimal_spec(spark={"image": "img:2"}))
     events = run(api)
     (message,) = [m for _, r, m in events if r == "UpgradeStarted"]
     assert "the previous spec was not recorded" in message
@@ -332,14 +325,14 @@ def test_a_scale_restarts_the_job_without_an_upgrade() -> None:
     """The executor count is a restart: the SparkApplication changes (spark-operator resubmits
     it) but the checkpoint stays, even in stateless mode, and no upgrade is marked."""
     api = MemoryApi()
-    api.add_pipeline("p", base_spec(lifecycle={"upgradeMode": "stateless"}))
+    api.add_pipeline("p", minimal_spec(lifecycle={"upgradeMode": "stateless"}))
     run(api)
     api.spark_status("p", "RUNNING", "s1")
     run(api)
     before = checkpoint_arg(api.app("p"))
     api.set_spec(
         "p",
-        base_spec(
+        minimal_spec(
             lifecycle={"upgradeMode": "stateless"},
             spark={"image": "img:1", "executor": {"instances": 3}},
         ),
@@ -378,11 +371,11 @@ class RecordingApi(MemoryApi):
 
 def test_every_status_written_is_one_the_crd_accepts_whole() -> None:
     api = RecordingApi()
-    api.add_pipeline("p", base_spec(monitoring={"monitor": "PodMonitor"}))
+    api.add_pipeline("p", minimal_spec(monitoring={"monitor": "PodMonitor"}))
     run(api)
     api.spark_status("p", "RUNNING", "s1")
     run(api)
-    api.set_spec("p", base_spec(spark={"image": "img:2"}))
+    api.set_spec("p", minimal_spec(spark={"image": "img:2"}))
     run(api)
     api.spark_status("p", "RUNNING", "s2")
     run(api)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from crd_models import CRD_FILE, compare, crd_schema
+from operator_cases import MINIMAL_SPEC
 
 from pagestream.local.crd_schema import InvalidResource
 from pagestream.local.crd_schema import validate as crd_validate
@@ -45,17 +46,8 @@ def test_every_crd_field_has_a_description() -> None:
     assert missing == []
 
 
-MINIMAL = {
-    "kafka": {"bootstrapServers": "k:9092", "topic": {"name": "views"}},
-    "postgres": {"cnpgCluster": {"name": "db"}},
-    "spark": {"image": "img"},
-    "processing": {"pii": {"hashKeySecretRef": {"name": "pii"}}},
-    "checkpoint": {"uri": "s3a://b"},
-}
-
-
 def _with(**changes: Any) -> dict[str, Any]:
-    spec = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    spec = yaml.safe_load(yaml.safe_dump(MINIMAL_SPEC))
     for dotted, value in changes.items():
         *parents, last = dotted.split("__")
         node = spec
@@ -69,7 +61,7 @@ def _with(**changes: Any) -> dict[str, Any]:
 
 
 def test_a_minimal_spec_parses_with_the_crd_defaults() -> None:
-    spec = parse_spec(MINIMAL)
+    spec = parse_spec(MINIMAL_SPEC)
     assert spec.spark.executor.instances == 1
     assert spec.lifecycle.upgrade_mode.value == "last-state"
     assert spec.postgres.schema_ == "pagestream"
@@ -161,7 +153,7 @@ def test_resources_and_pod_settings_are_accepted_by_the_crd_and_the_model() -> N
 
 
 def test_pod_settings_default_to_nothing() -> None:
-    spec = parse_spec(MINIMAL)
+    spec = parse_spec(MINIMAL_SPEC)
     pods = spec.spark.pods
     assert (pods.node_selector, pods.tolerations, pods.labels, pods.annotations) == ({}, [], {}, {})
     assert pods.affinity is None and pods.priority_class_name is None

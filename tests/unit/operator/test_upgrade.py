@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from crd_models import crd_schema
-from operator_cases import case
+from operator_cases import case, minimal_spec
 
 from pagestream_operator.spec import DiffType, parse_spec
 from pagestream_operator.upgrade import (
@@ -24,18 +24,9 @@ from pagestream_operator.upgrade import (
     upgrade_fingerprint,
 )
 
-BASE: dict[str, Any] = {
-    "kafka": {"bootstrapServers": "k:9092", "topic": {"name": "views"}},
-    "postgres": {"cnpgCluster": {"name": "db"}},
-    "spark": {"image": "img:1"},
-    "processing": {"pii": {"hashKeySecretRef": {"name": "pii"}}},
-    "checkpoint": {"uri": "s3a://b"},
-}
-
 
 def spec(**overrides: Any):  # type: ignore[no-untyped-def]
-    raw = {**BASE, **overrides}
-    return parse_spec(raw)
+    return parse_spec(minimal_spec(**overrides))
 
 
 def test_no_upgrade_fields_do_not_change_the_fingerprint() -> None:
