@@ -35,6 +35,7 @@ from pagestream_common.contract import (
     MIN_EVENT_EPOCH,
     PAGE_VIEW,
 )
+from pagestream_common.jsontypes import json_type_name
 
 OVERSIZE = "oversize"
 PARSE_ERROR = "parse_error"
@@ -107,21 +108,6 @@ class Violation(Exception):
         self.reason, self.detail = reason, detail
 
 
-def json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _clean(text: str) -> str:
     # PostgreSQL text cannot hold NUL characters.
     return text.replace("\x00", "") if "\x00" in text else text
@@ -133,7 +119,7 @@ def _required_string(doc: dict[str, Any], field: StringField) -> str:
     value = doc[field.name]
     if type(value) is not str:
         raise Violation(
-            SCHEMA_VIOLATION, f"{field.name}: expected a string, got {json_type(value)}"
+            SCHEMA_VIOLATION, f"{field.name}: expected a string, got {json_type_name(value)}"
         )
     if not field.min_length <= len(value) <= field.max_length:
         raise Violation(
@@ -149,7 +135,7 @@ def _optional_string(doc: dict[str, Any], field: StringField) -> str | None:
     if type(value) is not str:
         raise Violation(
             SCHEMA_VIOLATION,
-            f"{field.name}: expected a string, false or null, got {json_type(value)}",
+            f"{field.name}: expected a string, false or null, got {json_type_name(value)}",
         )
     if not field.min_length <= len(value) <= field.max_length:
         raise Violation(
@@ -168,7 +154,7 @@ def _time_stamp(doc: dict[str, Any], now: int) -> int:
         value = int(value)
     elif type(value) is not int:
         raise Violation(
-            SCHEMA_VIOLATION, f"time_stamp: expected an integer, got {json_type(value)}"
+            SCHEMA_VIOLATION, f"time_stamp: expected an integer, got {json_type_name(value)}"
         )
     if not MIN_EVENT_EPOCH <= value <= min(now + MAX_FUTURE_SKEW_SECONDS, _MAX_BIGINT):
         raise Violation(INVALID_TIMESTAMP, f"time_stamp {doc['time_stamp']} is out of range")
@@ -193,7 +179,9 @@ def _option_count(doc: dict[str, Any]) -> int:
         if not _option_object_ok(value):
             raise Violation(SCHEMA_VIOLATION, "option: option fields must be strings or null")
         return 1
-    raise Violation(SCHEMA_VIOLATION, f"option: expected a list or object, got {json_type(value)}")
+    raise Violation(
+        SCHEMA_VIOLATION, f"option: expected a list or object, got {json_type_name(value)}"
+    )
 
 
 def _reject_constant(name: str) -> None:
@@ -262,7 +250,7 @@ def classify_exactly(
             if not (v is None or type(v) in (str, bool)):
                 raise Violation(
                     SCHEMA_VIOLATION,
-                    f"{name}: expected a string, boolean or null, got {json_type(v)}",
+                    f"{name}: expected a string, boolean or null, got {json_type_name(v)}",
                 )
         option_count = _option_count(doc)
         if collection == PAGE_VIEW and "product_id" not in doc:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from pagestream.stack.paths import PIPELINE_CRD
+from pagestream_common.jsontypes import json_type_name
 
 # kube-apiserver: these error types make CEL validation skip (hasBlockingErr in the
 # apiextensions strategy), and it adds one error saying so.
@@ -66,27 +67,11 @@ def _go_value(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         return json.dumps(value)
-    return json.dumps(_json_type(value))
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
+    return json.dumps(json_type_name(value, integer=True))
 
 
 def _type_ok(value: Any, wanted: str) -> bool:
-    actual = _json_type(value)
+    actual = json_type_name(value, integer=True)
     if wanted == "number":
         return actual in ("integer", "number")
     if wanted == "integer" and actual == "number":
@@ -126,7 +111,7 @@ def _structural(value: Any, schema: dict[str, Any], path: str, out: list[FieldEr
             )
         return
     if wanted and not _type_ok(value, wanted):
-        actual = _json_type(value)
+        actual = json_type_name(value, integer=True)
         out.append(
             FieldError(
                 path,
