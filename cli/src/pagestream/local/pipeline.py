@@ -18,7 +18,7 @@ import yaml
 
 from pagestream.local.crd_schema import PIPELINE_CRD, FieldError, InvalidResource, validate
 from pagestream_common.jobconfig import JobConfig
-from pagestream_operator.render import RenderInput, job_config, render_spark_application
+from pagestream_operator.render import RenderInput, job_config
 from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
 
 PIPELINE_KIND = "PageAnalyticsPipeline"
@@ -102,15 +102,6 @@ def render_input(pipeline: LocalPipeline) -> RenderInput:
         spec=pipeline.spec,
         checkpoint_epoch=LOCAL_CHECKPOINT_EPOCH,
     )
-
-
-def rendered_spark_application(pipeline: LocalPipeline) -> dict[str, Any]:
-    """The SparkApplication the operator would create for this pipeline.
-
-    Nothing in the CLI needs it any more (:func:`localize` takes the job configuration
-    directly); tests/integration/embedded/test_local_crd_validation.py still compares the
-    local configuration with its arguments, and goes when that test renders it itself."""
-    return render_spark_application(render_input(pipeline))
 
 
 def localize(pipeline: LocalPipeline, places: LocalPlaces) -> JobConfig:
