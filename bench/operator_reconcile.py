@@ -12,7 +12,7 @@ measures, with a watch on SparkApplications:
   reports ``observedGeneration`` and ``lifecycleState``);
 - the operator's resident memory (VmRSS, and the peak VmHWM) after the burst.
 
-Targets (issue 5): p95 < 1 s for one, the burst of 200 converged within 30 s, < 150 MB RSS.
+Targets: p95 < 1 s for one, the burst of 200 converged within 30 s, < 150 MB RSS.
 Writes bench/results/operator_reconcile.json.
 
     uv run python bench/operator_reconcile.py [--single 30] [--burst 200]

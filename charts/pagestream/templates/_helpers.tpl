@@ -57,7 +57,6 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{- /* Added with the operator Deployment (issue 6). */}}
 {{- define "pagestream.operator.selectorLabels" -}}
 {{ include "pagestream.selectorLabels" . }}
 app.kubernetes.io/component: operator

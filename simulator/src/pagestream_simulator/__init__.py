@@ -1,4 +1,4 @@
-"""The pagestream traffic simulator: realistic shop tracker events into Kafka (issue 3).
+"""The pagestream traffic simulator: realistic shop tracker events into Kafka.
 
 Library use, e.g. from a test that needs traffic and its ground truth::
 
