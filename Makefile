@@ -24,6 +24,9 @@ status: ## how the local pipeline is doing (rates, lag, freshness, dead letters)
 test: ## the whole test suite: installs everything it needs, lints, runs unit and integration tests
 	dev/bootstrap.sh --kube --browser
 	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+	$(UV) run --locked lint-imports
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
 test-unit: ## fast unit tests only (no servers)
@@ -32,9 +35,11 @@ test-unit: ## fast unit tests only (no servers)
 test-integration: ## integration tests against the real servers
 	$(UV) run --locked pytest tests/integration $(PYTEST_ARGS)
 
-lint: ## ruff lint and format check
+lint: ## the checks make test runs before the tests: ruff lint and format, mypy, import contracts
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+	$(UV) run --locked lint-imports
 
 format: ## apply ruff's formatting and safe fixes
 	$(UV) run --locked ruff format .

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,7 +95,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     from pagestream.stack.spark import build_class_archive
 
     paths = StackPaths.default()
-    steps = [
+    # Each step returns what it made (a path, or a summary), printed as text.
+    steps: list[tuple[str, Callable[[], object]]] = [
         ("Kafka broker jars", lambda: maven_jars(paths.cache, "kafka")),
         ("Spark connector jars", lambda: maven_jars(paths.cache, "spark")),
         ("Spark driver class-data archive", lambda: build_class_archive(paths)),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from pagestream_operator.render import CHILD_KINDS
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
@@ -92,7 +92,7 @@ class KubeApi:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
-    ) -> Any:
+    ) -> dict[str, Any] | None:
         method, url, headers, payload, post = self.api_client.param_serialize(
             method=method,
             resource_path=path,
@@ -108,11 +108,15 @@ class KubeApi:
         text = response.data.decode() if response.data else ""
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=text, data=None)
-        return json.loads(text) if text else None
+        if not text:
+            return None
+        # The API server answers with a JSON object: the resource, or a Status.
+        document: dict[str, Any] = json.loads(text)
+        return document
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", _path(api_version, kind, namespace, name))  # type: ignore[no-any-return]
+            return self._call("GET", _path(api_version, kind, namespace, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -121,7 +125,7 @@ class KubeApi:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        return self._call(  # type: ignore[no-any-return]
+        applied = self._call(
             "PATCH",
             path,
             # JSON is YAML; the client only serialises bodies itself for JSON content types.
@@ -129,6 +133,9 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        # Server-side apply answers with the object as applied, never with an empty body.
+        assert applied is not None
+        return applied
 
     def delete(self, ref: ChildRef, namespace: str) -> bool:
         """Delete a child; False when it was already gone (which is success too)."""

@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from pagestream_operator.apply import KubeApi
 from pagestream_operator.metrics import ERRORS, RECONCILE_DURATION, RECONCILES, PipelineStates
@@ -107,7 +107,9 @@ class Reconciler:
 
 def _emitter(pipeline: dict[str, Any]) -> EmitFn:
     def emit(kind: str, reason: str, message: str) -> None:
-        kopf.event(pipeline, type=kind, reason=reason, message=message[:1000])
+        # kopf annotates objs as kopf.Body (its handlers' wrapper), but builds the event's
+        # object reference with Mapping.get alone; this is the plain object the API returned.
+        kopf.event(pipeline, type=kind, reason=reason, message=message[:1000])  # type: ignore[arg-type]
 
     return emit
 

@@ -243,7 +243,10 @@ def merge_conditions(
     merged = []
     for cond in current:
         old = before.get(cond.type)
-        changed = old is None or old.get("status") != cond.status
+        if old is None or old.get("status") != cond.status:
+            transition = now
+        else:
+            transition = old["lastTransitionTime"]
         merged.append(
             {
                 "type": cond.type,
@@ -251,7 +254,7 @@ def merge_conditions(
                 "reason": cond.reason,
                 "message": cond.message,
                 "observedGeneration": generation,
-                "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
+                "lastTransitionTime": transition,
             }
         )
     return merged

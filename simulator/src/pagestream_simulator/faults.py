@@ -110,7 +110,8 @@ class Tally:
 
 # One record for Kafka: (key, value, collection or the malformed kind's label).
 Record = tuple[bytes, bytes, str]
-FaultLog = Callable[[dict[str, Any]], None]
+# What it returns is ignored (a file's write returns the byte count).
+FaultLog = Callable[[dict[str, Any]], object]
 
 
 class Malformer:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets, duration_seconds
 from pagestream_common.logs import configure_logging
@@ -22,6 +23,10 @@ from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink, SinkUnavailable
 from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
 from pagestream_spark.transform import prepare_batch, unpack_sink_rows, warm_up_python_workers
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
 
 log = logging.getLogger("pagestream_spark")
 
@@ -72,10 +77,12 @@ def explain_query_failure(message: str) -> tuple[str, str | None]:
     return cause, hint
 
 
-def read_query_id(spark, checkpoint: str) -> str:  # type: ignore[no-untyped-def]
+def read_query_id(spark: SparkSession, checkpoint: str) -> str:
     """The streaming query's id from ``<checkpoint>/metadata``: stable across restarts from one
     checkpoint, new for a new checkpoint. The sink keys its idempotence on (query id, batch id)."""
     jvm = spark._jvm
+    # pyspark types it optional; a session that getOrCreate() returned has its JVM gateway.
+    assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(checkpoint.rstrip("/") + "/metadata")
     fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
     stream = fs.open(path)
@@ -133,7 +140,7 @@ class StreamingJob:
         warm_up_python_workers(spark)
         options = ProcessingOptions.from_config(cfg, self.secrets)
 
-        def process_batch(batch_df, batch_id: int) -> None:  # type: ignore[no-untyped-def]
+        def process_batch(batch_df: DataFrame, batch_id: int) -> None:
             started = time.monotonic()
             if self._sink is None:
                 ledger = BatchLedger(read_query_id(spark, cfg.checkpoint_location))
@@ -190,7 +197,7 @@ class StreamingJob:
         log.info("batch %d already committed; skipping replay", batch_id)
         self.metrics.batches.labels(self.config.pipeline_name, "replay_skipped").inc()
 
-    def _supervise(self, query) -> int:  # type: ignore[no-untyped-def]
+    def _supervise(self, query: StreamingQuery) -> int:
         from pyspark.errors import StreamingQueryException
 
         last_progress_ts = None
@@ -202,7 +209,9 @@ class StreamingJob:
             if self._stop.is_set():
                 return self._graceful_stop(query)
             try:
-                query.awaitTermination(0.5)
+                # pyspark annotates the timeout as int; its body takes float seconds too
+                # (int(timeout * 1000) milliseconds).
+                query.awaitTermination(0.5)  # type: ignore[arg-type]
             except StreamingQueryException:
                 break  # reported below, once
         failure = query.exception()
@@ -212,7 +221,7 @@ class StreamingJob:
             return 1
         return 0
 
-    def _graceful_stop(self, query, timeout: float = 120.0) -> int:  # type: ignore[no-untyped-def]
+    def _graceful_stop(self, query: StreamingQuery, timeout: float = 120.0) -> int:
         """Let a running micro-batch finish (its transaction commits or was never begun), then
         stop. A batch cut short anyway rolls back and is replayed on the next start."""
         deadline = time.monotonic() + timeout

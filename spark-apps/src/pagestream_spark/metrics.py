@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -218,7 +219,7 @@ class JobMetrics:
         """Advance the event-time watermark (a restart starts from what is in the database)."""
         self._max_event_epoch = max(epoch, self._max_event_epoch or epoch)
 
-    def record_progress(self, progress: dict) -> None:  # type: ignore[type-arg]
+    def record_progress(self, progress: dict[str, Any]) -> None:
         p = self.pipeline
         if progress.get("numInputRows", 0) == 0 and not progress.get("sources"):
             return

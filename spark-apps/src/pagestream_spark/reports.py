@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
@@ -37,7 +38,7 @@ class UnknownReport(KeyError):
 
 def read_report(
     conn: PgConnection, schema: str, name: str, day: dt.date | None = None, tz: str | None = None
-) -> tuple[list[str], list[tuple]]:  # type: ignore[type-arg]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Column names and rows of a report for ``day`` (default: today in ``tz``, default: the
     pipeline's report time zone)."""
     if name not in REPORTS:
@@ -47,5 +48,7 @@ def read_report(
     )
     with conn, conn.cursor() as cur:
         cur.execute(query, (day, tz))
+        # A SELECT always has a result description (None is for statements without rows).
+        assert cur.description is not None
         columns = [d.name for d in cur.description]
         return columns, cur.fetchall()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import msgspec
 import orjson
@@ -311,23 +311,44 @@ class _Option(msgspec.Struct, gc=False):
 
 _OPTIONAL = {f.name: f for f in OPTIONAL_STRINGS}
 _REQUIRED = {f.name: f for f in REQUIRED_STRINGS}
-# Module-level aliases: annotations are strings here (PEP 563), which msgspec resolves by name.
-_IdText = _text(_REQUIRED["id"].min_length, _REQUIRED["id"].max_length)
-_CollectionText = _text(_REQUIRED["collection"].min_length, _REQUIRED["collection"].max_length)
-_DeviceText = _text(_REQUIRED["device_id"].min_length, _REQUIRED["device_id"].max_length)
-_IpText = _text(_REQUIRED["ip"].min_length, _REQUIRED["ip"].max_length)
-_AgentText = _text(_REQUIRED["user_agent"].min_length, _REQUIRED["user_agent"].max_length)
-_UrlText = _text(_REQUIRED["current_url"].min_length, _REQUIRED["current_url"].max_length)
-_StoreText = _text(_REQUIRED["store_id"].min_length, _REQUIRED["store_id"].max_length)
-_ProductText = _text(PRODUCT_ID.min_length, PRODUCT_ID.max_length) | msgspec.UnsetType
-_ReferrerOpt = _optional_text(_OPTIONAL["referrer_url"])
-_ResolutionOpt = _optional_text(_OPTIONAL["resolution"])
-_UserOpt = _optional_text(_OPTIONAL["user_id_db"])
-_EmailOpt = _optional_text(_OPTIONAL["email_address"])
-_ApiOpt = _optional_text(_OPTIONAL["api_version"])
-_LocalTimeOpt = _optional_text(_OPTIONAL["local_time"])
-_UtmSourceOpt = _optional_text(_OPTIONAL["utm_source"])
-_UtmMediumOpt = _optional_text(_OPTIONAL["utm_medium"])
+if TYPE_CHECKING:
+    # What mypy sees: the plain types the aliases below annotate. The length bounds are read
+    # from the contract's tables at import time, which a static alias cannot spell; msgspec
+    # checks them while decoding, the type checker has nothing to do with them.
+    _IdText: TypeAlias = str
+    _CollectionText: TypeAlias = str
+    _DeviceText: TypeAlias = str
+    _IpText: TypeAlias = str
+    _AgentText: TypeAlias = str
+    _UrlText: TypeAlias = str
+    _StoreText: TypeAlias = str
+    _ProductText: TypeAlias = str | msgspec.UnsetType
+    _ReferrerOpt: TypeAlias = str | bool | None
+    _ResolutionOpt: TypeAlias = str | bool | None
+    _UserOpt: TypeAlias = str | bool | None
+    _EmailOpt: TypeAlias = str | bool | None
+    _ApiOpt: TypeAlias = str | bool | None
+    _LocalTimeOpt: TypeAlias = str | bool | None
+    _UtmSourceOpt: TypeAlias = str | bool | None
+    _UtmMediumOpt: TypeAlias = str | bool | None
+else:
+    # Module-level aliases: annotations are strings here (PEP 563), which msgspec resolves by name.
+    _IdText = _text(_REQUIRED["id"].min_length, _REQUIRED["id"].max_length)
+    _CollectionText = _text(_REQUIRED["collection"].min_length, _REQUIRED["collection"].max_length)
+    _DeviceText = _text(_REQUIRED["device_id"].min_length, _REQUIRED["device_id"].max_length)
+    _IpText = _text(_REQUIRED["ip"].min_length, _REQUIRED["ip"].max_length)
+    _AgentText = _text(_REQUIRED["user_agent"].min_length, _REQUIRED["user_agent"].max_length)
+    _UrlText = _text(_REQUIRED["current_url"].min_length, _REQUIRED["current_url"].max_length)
+    _StoreText = _text(_REQUIRED["store_id"].min_length, _REQUIRED["store_id"].max_length)
+    _ProductText = _text(PRODUCT_ID.min_length, PRODUCT_ID.max_length) | msgspec.UnsetType
+    _ReferrerOpt = _optional_text(_OPTIONAL["referrer_url"])
+    _ResolutionOpt = _optional_text(_OPTIONAL["resolution"])
+    _UserOpt = _optional_text(_OPTIONAL["user_id_db"])
+    _EmailOpt = _optional_text(_OPTIONAL["email_address"])
+    _ApiOpt = _optional_text(_OPTIONAL["api_version"])
+    _LocalTimeOpt = _optional_text(_OPTIONAL["local_time"])
+    _UtmSourceOpt = _optional_text(_OPTIONAL["utm_source"])
+    _UtmMediumOpt = _optional_text(_OPTIONAL["utm_medium"])
 
 
 class _ContractEvent(msgspec.Struct, gc=False):
@@ -381,7 +402,7 @@ def accepted_fields(value: bytes, now: int) -> tuple[Any, ...] | None:
     epoch = event.time_stamp
     if not MIN_EVENT_EPOCH <= epoch <= now + MAX_FUTURE_SKEW_SECONDS:
         return None
-    product_id = event.product_id
+    product_id: str | msgspec.UnsetType | None = event.product_id
     if product_id is msgspec.UNSET:
         if event.collection == PAGE_VIEW:
             return None

@@ -18,9 +18,8 @@ import pytest
 import yaml
 from local_pipeline_cases import INVALID, base, edited, local_messages
 
-from pagestream.local.crd_schema import PIPELINE_CRD
 from pagestream.stack.kube import KubeControlPlane
-from pagestream.stack.paths import StackPaths
+from pagestream.stack.paths import PIPELINE_CRD, StackPaths
 
 # --- the same YAMLs against the real API server ----------------------------------------------
 

@@ -1,6 +1,13 @@
 """The pure modules stay pure: rendering, observing, planning and the spec and status models
 import no Kubernetes client, no kopf and nothing that does I/O, so they can be tested as plain
-functions."""
+functions.
+
+The import-linter contracts in pyproject.toml (``lint-imports``, run by ``make test``) say most
+of it: the operator's pure modules import none of its other modules, no Kubernetes, kopf,
+PostgreSQL or Kafka client even indirectly, and no standard-library module that touches the
+outside world. What a contract cannot say is an allowlist of outside packages (it forbids
+names it is given, not every name but some), so that part stays here: apart from the standard
+library and the operator itself, they import pydantic and the job config, and nothing else."""
 
 from __future__ import annotations
 
@@ -15,16 +22,7 @@ import pagestream_operator
 PACKAGE = Path(pagestream_operator.__file__).parent
 PURE_MODULES = ("render", "observe", "spec", "status", "upgrade")
 ALLOWED_THIRD_PARTY = {"pydantic"}
-ALLOWED_FIRST_PARTY = {
-    "pagestream_common.jobconfig",
-    "pagestream_operator.spec",
-    "pagestream_operator.render",
-    "pagestream_operator.upgrade",
-    "pagestream_operator.observe",
-    "pagestream_operator.status",
-}
-# Standard-library modules that touch the outside world.
-IMPURE_STDLIB = {"os", "subprocess", "socket", "urllib", "http", "asyncio", "threading", "time"}
+ALLOWED_FIRST_PARTY = {"pagestream_common.jobconfig"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -41,11 +39,12 @@ def imports_of(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
-def test_module_imports_nothing_impure(module: str) -> None:
+def test_module_imports_no_outside_package_but_the_allowed(module: str) -> None:
     bad = []
     for name in imports_of(PACKAGE / f"{module}.py"):
         top = name.split(".")[0]
-        if name == "__future__" or (top in sys.stdlib_module_names and top not in IMPURE_STDLIB):
+        # The standard library and the operator's own modules: the contracts' part.
+        if top in sys.stdlib_module_names or top == "pagestream_operator":
             continue
         if top in ALLOWED_THIRD_PARTY or name in ALLOWED_FIRST_PARTY:
             continue

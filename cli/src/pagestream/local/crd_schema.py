@@ -21,12 +21,15 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pagestream.stack.paths import PIPELINE_CRD
 from pagestream_common.jsontypes import json_type_name
+
+if TYPE_CHECKING:
+    import celpy
 
 # kube-apiserver: these error types make CEL validation skip (hasBlockingErr in the
 # apiextensions strategy), and it adds one error saying so.
@@ -202,7 +205,7 @@ def _structural(value: Any, schema: dict[str, Any], path: str, out: list[FieldEr
 
 
 @cache
-def _compiled(rule: str):  # type: ignore[no-untyped-def]
+def _compiled(rule: str) -> celpy.Runner:
     import celpy
 
     env = celpy.Environment()
@@ -213,14 +216,18 @@ def _cel(value: Any, schema: dict[str, Any], path: str, out: list[FieldError]) -
     """Rules are checked bottom-up per node, as the server's CEL validator walks the object."""
     import celpy
 
+    # Imported from where it is defined: celpy's __init__ re-exports it only implicitly.
+    from celpy.adapter import json_to_cel
+
     if isinstance(value, dict):
         props = schema.get("properties", {})
         for key, sub_value in value.items():
             if key in props:
                 _cel(sub_value, props[key], f"{path}.{key}" if path else key, out)
     for rule in schema.get("x-kubernetes-validations", []):
-        result = _compiled(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
-        if result is True or (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+        result = _compiled(rule["rule"]).evaluate({"self": json_to_cel(value)})
+        # A Python bool or CEL's BoolType, true (celpy declares its results CEL types only).
+        if isinstance(result, bool | celpy.celtypes.BoolType) and bool(result):
             continue
         message = " ".join(str(rule.get("message", f"failed rule: {rule['rule']}")).split())
         # Go prints an empty field path (a rule on the root) as <nil>.

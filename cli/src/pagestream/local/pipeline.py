@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from pagestream.local.crd_schema import PIPELINE_CRD, FieldError, InvalidResource, validate
+from pagestream.local.crd_schema import FieldError, InvalidResource, validate
+from pagestream.stack.paths import PIPELINE_CRD
 from pagestream_common.jobconfig import JobConfig
 from pagestream_operator.render import RenderInput, job_config
 from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec

@@ -280,7 +280,9 @@ class LocalPlatform:
                         sql.Identifier(config.postgres_schema)
                     )
                 )
-                return int(cur.fetchone()[0])
+                row = cur.fetchone()
+                assert row is not None  # an aggregate without GROUP BY returns one row
+                return int(row[0])
         except psycopg2.Error:
             return 0  # not migrated yet: the job creates its tables when it starts
         finally:

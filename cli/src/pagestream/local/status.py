@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagestream.local.platform import LocalPlatform
 from pagestream_common.jobconfig import JobConfig
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ def _accounting(
                     "FROM {}.batch_commits"
                 ).format(schema)
             )
-            accounting = Accounting(*(int(v) for v in cur.fetchone()))
+            totals = cur.fetchone()
+            assert totals is not None  # an aggregate without GROUP BY returns one row
+            accounting = Accounting(*(int(v) for v in totals))
             cur.execute(
                 sql.SQL(
                     "SELECT reason, count(*) FROM {}.dead_letters GROUP BY 1 ORDER BY 1"
@@ -152,7 +157,7 @@ def pipeline_status(platform: LocalPlatform) -> PipelineStatus | None:
     )
 
 
-def render(status: PipelineStatus):  # type: ignore[no-untyped-def]
+def render(status: PipelineStatus) -> Group:
     """A rich renderable: the state, the flow, the accounting, dead letters by reason."""
     from rich.console import Group
     from rich.table import Table

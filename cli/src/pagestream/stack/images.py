@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import REPO_ROOT, StackPaths
@@ -375,14 +376,14 @@ def debian_mirror(suite: str = DEBIAN_SUITE) -> str:
     sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
     for path in sources:
         for stanza in re.split(r"\n\s*\n", path.read_text()):
-            fields = dict(
-                (k.strip().lower(), v.strip())
+            fields = {
+                k.strip().lower(): v.strip()
                 for k, _, v in (
                     line.partition(":")
                     for line in stanza.splitlines()
                     if line and not line.startswith((" ", "\t", "#"))
                 )
-            )
+            }
             if (
                 "deb" in fields.get("types", "").split()
                 and suite in fields.get("suites", "").split()
@@ -566,13 +567,13 @@ class ImageBuilder:
         with open(logfile, "ab") as out:
             out.write(f"\n=== {time.strftime('%F %T')} {what}\n".encode())
             out.flush()
-            proc = subprocess.run(
+            logged = subprocess.run(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(), check=False
             )
-        if proc.returncode != 0:
+        if logged.returncode != 0:
             tail = logfile.read_text(errors="replace").splitlines()[-30:]
             raise StackError(
-                f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail),
+                f"{what} failed (exit {logged.returncode}):\n" + "\n".join(tail),
                 log=str(logfile),
                 hint="the Debian mirror and the package registries must be reachable; "
                 "fix the cause and run again (finished steps are cached)",
@@ -639,11 +640,13 @@ class ImageBuilder:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def image_config(self, ref: ImageRef) -> dict:
+    def image_config(self, ref: ImageRef) -> dict[str, Any]:
         out = self._buildah(
             ["inspect", "--type", "image", ref.reference], what=f"inspecting {ref.reference}"
         )
-        return json.loads(out)["OCIv1"].get("config", {})
+        # buildah inspect prints one JSON object; OCIv1.config is the image's config object.
+        config: dict[str, Any] = json.loads(out)["OCIv1"].get("config", {})
+        return config
 
     def run_in(self, ref: ImageRef, argv: Sequence[str], *, user: str | None = None) -> str:
         """Run ``argv`` (the entrypoint is not prepended) in a throwaway container of ``ref``."""

@@ -250,7 +250,8 @@ class KubeControlPlane:
             with urllib.request.urlopen(
                 f"{self.server}/readyz", context=self.ssl_context(), timeout=5
             ) as resp:
-                return resp.status == 200
+                status: int = resp.status  # typeshed types urlopen's response as Any
+                return status == 200
         except OSError:
             return False
 
@@ -262,6 +263,7 @@ class KubeControlPlane:
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
+            status: int = resp.status  # typeshed types urlopen's response as Any
+            return status == 200
     except OSError:
         return False

@@ -14,10 +14,14 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.process import ManagedProcess, wait_until
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
 
 PG_MAJOR = 15
 SERVICE_USER = "pagestream"
@@ -217,7 +221,7 @@ class Postgres:
         )
         self._ensure_database()
 
-    def _connect(self, database: str):  # type: ignore[no-untyped-def]
+    def _connect(self, database: str) -> PgConnection:
         import psycopg2
 
         return psycopg2.connect(self.dsn(database))

@@ -136,7 +136,8 @@ class Prometheus:
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return resp.status == 200
+                status: int = resp.status  # typeshed types urlopen's response as Any
+                return status == 200
         except OSError:
             return False
 

@@ -9,11 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pagestream.stack.artifacts import classpath, maven_jars
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
 
 
 def spark_connector_jars(paths: StackPaths) -> list[Path]:
@@ -69,7 +75,7 @@ def local_spark_conf(
     }
 
 
-def local_spark_session(paths: StackPaths, app_name: str, **conf_overrides: str):  # type: ignore[no-untyped-def]
+def local_spark_session(paths: StackPaths, app_name: str, **conf_overrides: str) -> SparkSession:
     """A local SparkSession wired to the pre-fetched jars (pyspark is imported lazily: it is
     heavy, and most CLI commands never need it)."""
     import logging
@@ -156,7 +162,7 @@ def _exercise_and_dump(cache: Path, partial: Path) -> None:
             paths, "pagestream-class-archive", **{"spark.driver.extraJavaOptions": java_options}
         )
 
-        def passthrough(batches):  # type: ignore[no-untyped-def]
+        def passthrough(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             yield from batches
 
         spark.range(1000).mapInArrow(passthrough, "id long").toArrow()
@@ -170,7 +176,10 @@ def _exercise_and_dump(cache: Path, partial: Path) -> None:
             .start()
         )
         query.awaitTermination(120)
-        jvm = spark.sparkContext._gateway.proc  # type: ignore[union-attr]
+        # The gateway is a class attribute, None until a SparkContext starts; this one has.
+        gateway = spark.sparkContext._gateway
+        assert gateway is not None
+        jvm = gateway.proc
         spark.stop()
         # The JVM exits when its stdin closes, and writes the archive on the way out.
         jvm.stdin.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from pagestream.stack.errors import StackError
@@ -47,7 +49,7 @@ class LocalStack:
             pass
 
     @property
-    def _state_file(self):  # type: ignore[no-untyped-def]
+    def _state_file(self) -> Path:
         return self.paths.state / "stack.json"
 
     def _port(self, key: str) -> int:
@@ -80,7 +82,7 @@ class LocalStack:
         )
 
     def component(self, name: str) -> Component:
-        factories = {
+        factories: dict[str, Callable[[], Component]] = {
             "kafka": self.kafka,
             "postgres": self.postgres,
             "prometheus": self.prometheus,

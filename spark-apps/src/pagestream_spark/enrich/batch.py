@@ -110,10 +110,12 @@ class _Factorized:
         """`function` of each distinct value, then of None (for missing values)."""
         return [function(value) for value in self.values] + [function(None)]
 
-    def take(self, distinct_results: Sequence[Any], dtype: Any = object) -> np.ndarray:
+    def take(self, distinct_results: Sequence[Any] | np.ndarray, dtype: Any = object) -> np.ndarray:
         array = np.empty(len(distinct_results), dtype=dtype)
         array[:] = distinct_results
-        return array[self.codes]
+        # Fancy indexing by an integer array is an array (numpy's stubs say Any for ndarray[Any]).
+        taken: np.ndarray = array[self.codes]
+        return taken
 
 
 def _as_date(value: object) -> dt.date | None:

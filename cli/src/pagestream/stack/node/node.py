@@ -574,7 +574,7 @@ def _cgroup_dirs(root: str, hierarchy: str | None = None) -> list[Path]:
 def _kill_cgroup_tree(root: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        pids = set()
+        pids: set[int] = set()
         for path in _cgroup_dirs(root):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in (path / "cgroup.procs").read_text().split())

@@ -168,9 +168,11 @@ class _ManifestLoader(yaml.SafeLoader):
     operators) as the string it is."""
 
 
-_ManifestLoader.add_constructor(
-    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
-)
+def _value_as_text(loader: _ManifestLoader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", _value_as_text)
 
 
 def _load_all(text: str) -> list[dict[str, Any]]:

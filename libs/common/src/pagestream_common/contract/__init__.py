@@ -64,4 +64,8 @@ MAX_RECORD_BYTES = 64 * 1024
 
 @cache
 def event_json_schema() -> dict[str, Any]:
-    return json.loads(files(__package__).joinpath("event.schema.json").read_text())
+    # The file is a JSON Schema document: one JSON object.
+    schema: dict[str, Any] = json.loads(
+        files(__package__).joinpath("event.schema.json").read_text()
+    )
+    return schema
