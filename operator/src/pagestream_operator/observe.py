@@ -2,9 +2,16 @@
 
 Pure functions only (a unit test inspects the imports). The observer changes nothing; the
 reconciler writes what :func:`assess` returns. States follow the Flink Kubernetes Operator's
-job lifecycle; conditions are kstatus-style: ``Ready`` (the desired state is reached),
-``Progressing`` (the operator or the Spark operator is working towards it) and ``Degraded``
-(something is wrong that will not fix itself by waiting), each with a CamelCase reason.
+job lifecycle. Conditions, each with a CamelCase reason:
+
+- ``Ready`` (the desired state is reached), ``Progressing`` (the operator or the Spark operator
+  is working towards it) and ``Degraded`` (something is wrong that will not fix itself by
+  waiting), as before;
+- ``Reconciling`` and ``Stalled``, the two abnormal-true conditions sigs.k8s.io/cli-utils'
+  kstatus reads (pkg/kstatus/status/generic.go, checkGenericProperties): ``Reconciling`` True
+  is kstatus' InProgress, ``Stalled`` True its Failed; with both False kstatus falls back to
+  ``Ready`` (True: Current). :func:`kstatus_conditions` derives them from ``Progressing`` and
+  ``Degraded``, and never sets both True (kstatus would take the first one listed).
 """
 
 from __future__ import annotations
@@ -46,6 +53,34 @@ class Reason(StrEnum):
     CHILD_UPDATED = "ChildUpdated"
     CHILD_DELETED = "ChildDeleted"
     AS_EXPECTED = "AsExpected"
+
+
+# What to do about each reason Stalled can be True for; its message ends with it.
+# Keyed by str: a Reason is its value, and a condition's reason is a str.
+REMEDIES: dict[str, str] = {
+    Reason.SPARK_APPLICATION_FAILED: (
+        "Read the driver's log and the SparkApplication's events for the cause; once fixed, "
+        "the Spark operator's restart policy resubmits it, or bump "
+        "spec.lifecycle.restartNonce to resubmit now."
+    ),
+    Reason.SUBMISSION_FAILED: (
+        "The Spark operator could not submit the job: check the SparkApplication's events "
+        "(image, service account, quotas), fix the cause and bump spec.lifecycle.restartNonce "
+        "to resubmit."
+    ),
+    Reason.JOB_COMPLETED: (
+        "If the Spark operator does not restart it, read the driver's log for why the query "
+        "stopped and bump spec.lifecycle.restartNonce to resubmit."
+    ),
+    Reason.INVALID_SPEC: (
+        "Fix the field named and apply the pipeline again; until then the last valid spec "
+        "keeps running."
+    ),
+    Reason.APPLY_FAILED: (
+        "Check the operator's RBAC and that the child's CRD is installed; the operator retries "
+        "the pass with backoff."
+    ),
+}
 
 
 # SparkApplication status.applicationState.state values (Kubeflow Spark operator v2).
@@ -126,7 +161,44 @@ def _conditions(
         ok, reason, message = value
         return Condition(kind, "True" if ok else "False", reason.value, message)
 
-    return (cond("Ready", ready), cond("Progressing", progressing), cond("Degraded", degraded))
+    return _with_kstatus(
+        cond("Ready", ready), cond("Progressing", progressing), cond("Degraded", degraded)
+    )
+
+
+def kstatus_conditions(progressing: Condition, degraded: Condition) -> tuple[Condition, Condition]:
+    """``Reconciling`` and ``Stalled`` from ``Progressing`` and ``Degraded``.
+
+    ``Stalled`` is ``Degraded``, its message followed by what to do. ``Reconciling`` is
+    ``Progressing`` while nothing is stalled: a stalled pipeline waits for someone, so kstatus
+    must report it Failed, not InProgress (the Spark operator may still be restarting a
+    completed job, and ``Progressing`` keeps saying so)."""
+    if degraded.status == "True":
+        remedy = REMEDIES.get(degraded.reason)
+        stalled = Condition(
+            "Stalled",
+            "True",
+            degraded.reason,
+            f"{degraded.message} {remedy}" if remedy else degraded.message,
+        )
+        reconciling = Condition(
+            "Reconciling",
+            "False",
+            degraded.reason,
+            "Not reconciling: the pipeline is stalled until its cause is fixed (see Stalled).",
+        )
+        return reconciling, stalled
+    stalled = Condition("Stalled", degraded.status, degraded.reason, degraded.message)
+    reconciling = Condition(
+        "Reconciling", progressing.status, progressing.reason, progressing.message
+    )
+    return reconciling, stalled
+
+
+def _with_kstatus(
+    ready: Condition, progressing: Condition, degraded: Condition
+) -> tuple[Condition, ...]:
+    return (ready, progressing, degraded, *kstatus_conditions(progressing, degraded))
 
 
 def _fine() -> tuple[bool, Reason, str]:
@@ -143,11 +215,11 @@ def assess(obs: Observation) -> Assessment:
     assessment = _assess_app(obs)
     if not obs.apply_error:
         return assessment
-    _, progressing, _ = assessment.conditions
+    progressing = next(c for c in assessment.conditions if c.type == "Progressing")
     message = f"Applying a child failed: {obs.apply_error}"
     return Assessment(
         assessment.lifecycle_state,
-        (
+        _with_kstatus(
             Condition("Ready", "False", Reason.APPLY_FAILED.value, message),
             progressing,
             Condition("Degraded", "True", Reason.APPLY_FAILED.value, message),
@@ -264,7 +336,7 @@ def invalid_spec_conditions(message: str) -> tuple[Condition, ...]:
     """The spec can never be deployed: the last valid spec keeps running (nothing is applied)."""
     r = Reason.INVALID_SPEC
     text = f"The spec is invalid and was not applied: {message}"
-    return (
+    return _with_kstatus(
         Condition("Ready", "False", r.value, text),
         Condition("Progressing", "False", r.value, text),
         Condition("Degraded", "True", r.value, text),

@@ -175,6 +175,41 @@ def test_last_state_upgrade_marks_and_completes() -> None:
     assert "UpgradeCompleted" in events.reasons()
 
 
+def _kstatus_conditions(api: MemoryApi) -> tuple[int, str, str, str]:
+    pipeline = api.pipeline("p")
+    cond = {c["type"]: c for c in pipeline["status"]["conditions"]}
+    assert pipeline["status"]["observedGeneration"] == pipeline["metadata"]["generation"]
+    assert {c["observedGeneration"] for c in cond.values()} == {pipeline["metadata"]["generation"]}
+    return (
+        pipeline["status"]["observedGeneration"],
+        cond["Ready"]["status"],
+        cond["Reconciling"]["status"],
+        cond["Stalled"]["status"],
+    )
+
+
+def test_status_describes_the_generation_with_reconciling_and_stalled() -> None:
+    api = MemoryApi()
+    api.add_pipeline("p", minimal_spec())
+    run(api)
+    assert _kstatus_conditions(api) == (1, "False", "True", "False")  # deploying
+    api.spark_status("p", "RUNNING", "s1")
+    run(api)
+    assert _kstatus_conditions(api) == (1, "True", "False", "False")  # running
+    api.set_spec("p", minimal_spec(spark={"image": "img:2"}))
+    run(api)
+    assert _kstatus_conditions(api) == (2, "False", "True", "False")  # upgrading
+    reconciling = {c["type"]: c for c in api.pipeline("p")["status"]["conditions"]}["Reconciling"]
+    assert reconciling["reason"] == "Upgrading"
+    api.spark_status("p", "FAILED", "s2")
+    run(api)
+    assert _kstatus_conditions(api) == (2, "False", "False", "True")  # failed
+    api.set_spec("p", minimal_spec(lifecycle={"state": "suspended"}))
+    api.spark_status("p", "SUSPENDED", "s2")
+    run(api)
+    assert _kstatus_conditions(api) == (3, "True", "False", "False")  # suspended
+
+
 def test_stateless_upgrade_moves_the_checkpoint_to_the_new_generation() -> None:
     api = MemoryApi()
     api.add_pipeline("p", minimal_spec(lifecycle={"upgradeMode": "stateless"}))
@@ -221,6 +256,10 @@ def test_an_invalid_spec_applies_nothing_and_is_reported_once() -> None:
     degraded = {c["type"]: c for c in api.pipeline("p")["status"]["conditions"]}["Degraded"]
     assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
     assert "spec.kafka" in degraded["message"]
+    status = api.pipeline("p")["status"]
+    stalled = {c["type"]: c for c in status["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert status["observedGeneration"] == api.pipeline("p")["metadata"]["generation"]
     assert events.reasons() == ["InvalidSpec"]
     assert run(api) == []
 
@@ -234,6 +273,9 @@ def test_an_apply_failure_is_reported_and_retried() -> None:
     status = api.pipeline("p")["status"]
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert ready["reason"] == "ApplyFailed"
+    cond = {c["type"]: c for c in status["conditions"]}
+    assert (cond["Stalled"]["status"], cond["Stalled"]["reason"]) == ("True", "ApplyFailed")
+    assert cond["Reconciling"]["status"] == "False"
     assert api.app("p")  # the other children were still applied
 
 
