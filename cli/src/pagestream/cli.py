@@ -85,6 +85,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         COREDNS_TOOLS,
         HELM_TOOLS,
         K8S_TOOLS,
+        KSTATUS_TOOLS,
         PROVISIONER_TOOLS,
         SKAFFOLD_TOOLS,
         go_binaries,
@@ -112,6 +113,10 @@ def cmd_install(args: argparse.Namespace) -> int:
             ("the node's volume provisioner", lambda: go_binaries(paths.cache, PROVISIONER_TOOLS)),
             ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
             ("skaffold", lambda: go_binaries(paths.cache, SKAFFOLD_TOOLS)),
+            (
+                "kstatus (the operator tests' status check)",
+                lambda: go_binaries(paths.cache, KSTATUS_TOOLS),
+            ),
             (
                 "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
                 lambda: upstream_crds(paths.cache),

@@ -188,6 +188,9 @@ PROMETHEUS_OPERATOR_TOOLS = GoToolset(
 SKAFFOLD_TOOLS = GoToolset(
     "skaffold", ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",)
 )
+# sigs.k8s.io/cli-utils' kstatus as a command (tools/go/kstatus/main.go): JSON objects on stdin,
+# one verdict a line; the operator's tests ask it what Flux and kpt would see.
+KSTATUS_TOOLS = GoToolset("kstatus", ("pagestream.dev/tools/kstatus",))
 
 
 def go_binaries(cache: Path, toolset: GoToolset) -> Path:
