@@ -52,6 +52,14 @@ def _drop(path: str) -> Edit:
     return edit
 
 
+def _both(*edits: Edit) -> Edit:
+    def edit(resource: dict[str, Any]) -> None:
+        for one in edits:
+            one(resource)
+
+    return edit
+
+
 # name → (edit, the field the first message must name)
 INVALID: dict[str, tuple[Edit, str]] = {
     "bad-enum": (_set("spec.lifecycle.state", "paused"), "spec.lifecycle.state"),
@@ -67,6 +75,18 @@ INVALID: dict[str, tuple[Edit, str]] = {
     "long-name": (_set("metadata.name", "p" * 41), "<nil>"),
     "empty-bootstrap": (_set("spec.kafka.bootstrapServers", ""), "spec.kafka.bootstrapServers"),
     "long-topic": (_set("spec.kafka.topic.name", "t" * 300), "spec.kafka.topic.name"),
+    # The PII key is required for every pipeline: visitor ids are salted with it.
+    "no-pii-key": (
+        _drop("spec.processing.pii.hashKeySecretRef"),
+        "spec.processing.pii.hashKeySecretRef",
+    ),
+    "no-pii-key-without-email-hashing": (
+        _both(
+            _drop("spec.processing.pii.hashKeySecretRef"),
+            _set("spec.processing.pii.hashEmail", False),
+        ),
+        "spec.processing.pii.hashKeySecretRef",
+    ),
 }
 
 

@@ -215,8 +215,8 @@ def secret_env(inp: RenderInput) -> list[dict[str, Any]]:
             )
         )
     hash_key = spec.processing.pii.hash_key_secret_ref
-    if hash_key:
-        env.append(_secret_env(SECRET_ENV["pii_hash_key"], hash_key.name, hash_key.key))
+    assert hash_key, "parse_spec requires spec.processing.pii.hashKeySecretRef"
+    env.append(_secret_env(SECRET_ENV["pii_hash_key"], hash_key.name, hash_key.key))
     return env
 
 

@@ -304,6 +304,15 @@ class SecretKeyRef(_Model):
     key: str = "key"
 
 
+# Every pipeline needs the key, whatever hashEmail says: the visitor id's daily salt is derived
+# from it, and under a known key visitor ids could be recomputed from site, IP and user agent.
+# Optional in the model as in the CRD's schema; problems() (the CRD's CEL rule) requires it.
+HASH_KEY_REQUIRED_MESSAGE = (
+    "spec.processing.pii.hashKeySecretRef is required: visitor ids are salted with this key; "
+    "create a Secret with a random key and reference it"
+)
+
+
 class PiiSpec(_Model):
     anonymize_ip: bool = True
     hash_email: bool = True
@@ -387,11 +396,8 @@ class PipelineSpec(_Model):
             found.append("spec.postgres: set exactly one of cnpgCluster or secretRef")
         if self.postgres.cnpg_cluster is None and not self.postgres.host:
             found.append("spec.postgres.host is required with spec.postgres.secretRef")
-        if self.processing.pii.hash_email and self.processing.pii.hash_key_secret_ref is None:
-            found.append(
-                "spec.processing.pii.hashKeySecretRef is required when "
-                "spec.processing.pii.hashEmail is true"
-            )
+        if self.processing.pii.hash_key_secret_ref is None:
+            found.append(HASH_KEY_REQUIRED_MESSAGE)
         if (self.checkpoint.persistent_volume_claim is None) == (self.checkpoint.uri is None):
             found.append("spec.checkpoint: set exactly one of persistentVolumeClaim or uri")
         reserved = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pagestream_common.jobconfig import JobConfig, Secrets
+from pagestream_common.jobconfig import PII_HASH_KEY_REQUIRED, JobConfig, JobConfigError, Secrets
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,12 @@ class ProcessingOptions:
     hash_email: bool = True
     # True sends events from bot user agents to bot_events instead of the facts.
     bot_filtering: bool = True
+
+    def __post_init__(self) -> None:
+        # Secrets refuses an empty key already; this keeps any other way of building the
+        # options from salting visitor ids with a known one.
+        if not self.pii_key.strip():
+            raise JobConfigError(PII_HASH_KEY_REQUIRED)
 
     @classmethod
     def from_config(cls, config: JobConfig, secrets: Secrets) -> ProcessingOptions:

@@ -85,10 +85,15 @@ INVALID = {
         "spec.kafka.topic.manage",
         "needs spec.kafka.strimziCluster",
     ),
-    "email hashing without a key": (
+    "no hash key": (
         {"processing.pii.hashKeySecretRef": None},
         "spec.processing.pii.hashKeySecretRef",
-        "is required when spec.processing.pii.hashEmail is true",
+        "spec.processing.pii.hashKeySecretRef is required: visitor ids are salted with this key",
+    ),
+    "no hash key without email hashing": (
+        {"processing.pii.hashKeySecretRef": None, "processing.pii.hashEmail": False},
+        "spec.processing.pii.hashKeySecretRef",
+        "spec.processing.pii.hashKeySecretRef is required: visitor ids are salted with this key",
     ),
     "bad memory notation": (
         {"spark.executor.memory": "2 GB"},

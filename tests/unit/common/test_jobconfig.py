@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from pagestream_common.jobconfig import JobConfig, JobConfigError, duration_seconds
+from pagestream_common.jobconfig import (
+    PII_HASH_KEY_REQUIRED,
+    JobConfig,
+    JobConfigError,
+    Secrets,
+    duration_seconds,
+)
 
 # Only the required fields set: every other one at its default.
 DEFAULTS = JobConfig(
@@ -59,3 +66,63 @@ def test_the_args_of_a_config_parse_back_to_the_same_config() -> None:
     assert left_at_default == []
     assert JobConfig.from_args(config.to_args()) == config
     assert JobConfig.from_args(DEFAULTS.to_args()) == DEFAULTS
+
+
+# --- secrets: the PII key is required -------------------------------------------------------
+
+
+def test_secrets_come_from_the_environment_or_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    secrets = Secrets.from_env(
+        {"PAGESTREAM_PII_HASH_KEY_FILE": str(key_file), "PAGESTREAM_POSTGRES_PASSWORD": "pw"}
+    )
+    assert secrets.pii_hash_key == "from-a-file"
+    assert secrets.postgres_password == "pw"
+    assert Secrets.from_env({"PAGESTREAM_PII_HASH_KEY": "k3y"}).pii_hash_key == "k3y"
+    assert "k3y" not in repr(Secrets.from_env({"PAGESTREAM_PII_HASH_KEY": "k3y"}))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"PAGESTREAM_POSTGRES_PASSWORD": "pw"},
+        {"PAGESTREAM_PII_HASH_KEY": ""},
+        {"PAGESTREAM_PII_HASH_KEY": "  "},
+    ],
+    ids=["nothing", "other-secrets-only", "empty", "blank"],
+)
+def test_a_missing_or_empty_pii_key_is_refused_naming_what_to_set(env: dict[str, str]) -> None:
+    with pytest.raises(JobConfigError) as info:
+        Secrets.from_env(env)
+    message = str(info.value)
+    assert message == PII_HASH_KEY_REQUIRED
+    for words in (
+        "PAGESTREAM_PII_HASH_KEY is required",
+        "PAGESTREAM_PII_HASH_KEY_FILE",
+        "visitor ids are salted with this key",
+        "spec.processing.pii.hashKeySecretRef",
+    ):
+        assert words in message
+
+
+def test_an_empty_pii_key_file_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "key"
+    empty.write_text("\n")
+    with pytest.raises(JobConfigError, match="PAGESTREAM_PII_HASH_KEY is required"):
+        Secrets.from_env({"PAGESTREAM_PII_HASH_KEY_FILE": str(empty)})
+
+
+def test_secrets_built_in_code_need_a_key_too() -> None:
+    with pytest.raises(JobConfigError, match="PAGESTREAM_PII_HASH_KEY is required"):
+        Secrets(postgres_password="pw", pii_hash_key="")
+    assert Secrets(pii_hash_key="k").pii_hash_key == "k"
+
+
+def test_the_job_reads_its_config_and_refuses_a_missing_key() -> None:
+    args = DEFAULTS.to_args()
+    config, secrets = JobConfig.from_env_and_args(args, {"PAGESTREAM_PII_HASH_KEY": "k"})
+    assert config == DEFAULTS and secrets.pii_hash_key == "k"
+    with pytest.raises(JobConfigError, match="PAGESTREAM_PII_HASH_KEY is required"):
+        JobConfig.from_env_and_args(args, {})

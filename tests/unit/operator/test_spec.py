@@ -80,6 +80,10 @@ def test_a_minimal_spec_parses_with_the_crd_defaults() -> None:
             "spec.postgres.host is required",
         ),
         ({"processing__pii__hashKeySecretRef": None}, "spec.processing.pii.hashKeySecretRef"),
+        (
+            {"processing__pii": {"hashEmail": False}},
+            "spec.processing.pii.hashKeySecretRef is required",
+        ),
         ({"checkpoint__persistentVolumeClaim": {"claimName": "c"}}, "spec.checkpoint"),
         ({"spark__conf": {"spark.kubernetes.namespace": "x"}}, "spec.spark.conf"),
         ({"spark__driver": {"cores": -1}}, "spec.spark.driver.cores"),
@@ -91,6 +95,44 @@ def test_invalid_specs_are_rejected_naming_the_field(changes: dict[str, Any], me
     with pytest.raises(SpecError) as info:
         parse_spec(_with(**changes))
     assert message in str(info.value)
+
+
+# --- the PII key: required for every pipeline, e-mail hashing or not --------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"processing__pii__hashKeySecretRef": None},
+        {"processing__pii": {"hashEmail": False}},
+        {"processing__pii": {"hashEmail": False, "anonymizeIp": False}},
+        {"processing__pii": {"hashEmail": True}},
+        {"processing": None},
+    ],
+    ids=["no-key", "hash-email-off", "all-pii-off", "hash-email-on", "no-processing"],
+)
+def test_a_pipeline_without_a_hash_key_is_refused_naming_the_field(
+    changes: dict[str, Any],
+) -> None:
+    raw = _with(**changes)
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    assert spec_module.HASH_KEY_REQUIRED_MESSAGE in str(info.value)
+    assert str(info.value).startswith("spec.processing.pii.hashKeySecretRef is required: ")
+    # The API server says the same, on the same field (the rule's fieldPath).
+    assert _crd_errors(raw) == [
+        'spec.processing.pii.hashKeySecretRef: Invalid value: "object": '
+        + spec_module.HASH_KEY_REQUIRED_MESSAGE
+    ]
+
+
+def test_hash_email_off_with_a_key_is_accepted() -> None:
+    raw = _with(processing__pii={"hashEmail": False, "hashKeySecretRef": {"name": "pii"}})
+    assert _crd_errors(raw) == []
+    spec = parse_spec(raw)
+    assert spec.processing.pii.hash_email is False
+    assert spec.processing.pii.hash_key_secret_ref is not None
+    assert spec.processing.pii.hash_key_secret_ref.key == "key"
 
 
 # --- spark resources and pods: the CRD's rules and the model's, case by case ------------------
@@ -249,6 +291,7 @@ def test_the_crd_and_the_model_give_the_same_messages() -> None:
         (spec_module.TOLERATION_SECONDS_MESSAGE, "spec.spark.pods.tolerations"),
     ]:
         assert f"{field}: {text}" in messages, text
+    assert spec_module.HASH_KEY_REQUIRED_MESSAGE in messages
     # The reserved keys the model checks are the ones the CEL rules list.
     labels_rule = next(r for r in rules if "spark-role" in r)
     for key in spec_module.RESERVED_LABELS:

@@ -3,6 +3,12 @@ that also holds the whole query plan, and a hint when the cause is one a user ca
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+import pagestream_spark.main as job_main
+from pagestream_common.jobconfig import JobConfig
 from pagestream_spark.main import explain_query_failure
 
 SASL_FAILURE = """[STREAM_FAILED] Query [id = 180a9e72, runId = da4ef1be] terminated with exception: \
@@ -47,3 +53,24 @@ def test_the_jobs_own_error_in_a_batch_is_reported_as_written() -> None:
 def test_an_unrecognised_failure_is_its_first_line() -> None:
     assert explain_query_failure("something odd\nmore") == ("something odd", None)
     assert explain_query_failure("") == ("unknown error", None)
+
+
+def test_the_job_refuses_to_start_without_a_pii_key(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exit code 2 (invalid configuration) before anything starts, naming what to set."""
+    for var in ("PAGESTREAM_PII_HASH_KEY", "PAGESTREAM_PII_HASH_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    # main() installs its own root handler; keep pytest's so the log line is captured.
+    monkeypatch.setattr(job_main, "configure_logging", lambda *args, **kwargs: None)
+    args = JobConfig(
+        pipeline_name="p",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        kafka_topic="t",
+        postgres_host="127.0.0.1",
+        checkpoint_location="/tmp/unused",
+    ).to_args()
+    with caplog.at_level(logging.ERROR, logger="pagestream_spark"):
+        assert job_main.main(args) == 2
+    assert "invalid configuration: PAGESTREAM_PII_HASH_KEY is required" in caplog.text
+    assert "spec.processing.pii.hashKeySecretRef" in caplog.text

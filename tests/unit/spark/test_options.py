@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from pagestream_common.jobconfig import JobConfig, Secrets
+from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets
 from pagestream_spark.options import ProcessingOptions
 
 CONFIG = JobConfig(
@@ -36,3 +36,9 @@ def test_options_are_frozen_keep_the_key_out_of_repr_and_survive_pickling() -> N
     assert pickle.loads(pickle.dumps(options)) == options
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.hash_email = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key", [b"", b"  \n"])
+def test_options_refuse_an_empty_pii_key(key: bytes) -> None:
+    with pytest.raises(JobConfigError, match="PAGESTREAM_PII_HASH_KEY is required"):
+        ProcessingOptions(pii_key=key)

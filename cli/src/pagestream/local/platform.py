@@ -37,6 +37,16 @@ SIMULATOR_SCRAPE_JOB = "pagestream-simulator"
 JOB_STOP_TIMEOUT = 180.0
 
 
+def ensure_pii_key(path: Path) -> Path:
+    """``path`` holding a random PII key: kept when it holds one, made (owner-only) when it is
+    missing or empty, since the job refuses an empty key. Returns ``path``."""
+    if not path.exists() or not path.read_text().strip():
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(secrets.token_hex(32))
+    return path
+
+
 @dataclass(frozen=True)
 class TrafficSettings:
     """The simulator's pace and injected faults (shares of events)."""
@@ -196,14 +206,13 @@ class LocalPlatform:
 
     def _secret_files(self, pipeline: LocalPipeline) -> dict[str, str]:
         """The job's secrets as <VAR>_FILE variables: values stay out of process listings. The
-        e-mail hashing key is made once per pipeline and kept, so hashes stay comparable."""
+        PII key (the pipeline's hashKeySecretRef, which a local run does not read from a
+        Secret) is made once per pipeline and kept, so hashes and visitor ids stay comparable
+        across restarts."""
         secret_dir = self.pipeline_dir(pipeline.name) / "secrets"
         secret_dir.mkdir(parents=True, exist_ok=True)
         secret_dir.chmod(0o700)
-        hash_key = secret_dir / "pii-hash-key"
-        if not hash_key.exists():
-            hash_key.touch(mode=0o600)
-            hash_key.write_text(secrets.token_hex(32))
+        hash_key = ensure_pii_key(secret_dir / "pii-hash-key")
         return {
             SECRET_ENV["postgres_user"]: "postgres",
             f"{SECRET_ENV['postgres_password']}_FILE": str(self.stack.postgres().password_file),

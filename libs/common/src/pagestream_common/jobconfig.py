@@ -13,7 +13,7 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 # Environment variables carrying secrets; each also accepts <NAME>_FILE pointing at a file.
@@ -41,19 +41,37 @@ class JobConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the setting."""
 
 
+# The job refuses to start without the PII key: the visitor id's daily salt is derived from it
+# (and e-mail addresses are hashed with it), so under an empty or known key visitor ids could
+# be recomputed from site, IP and user agent.
+PII_HASH_KEY_REQUIRED = (
+    "PAGESTREAM_PII_HASH_KEY is required: visitor ids are salted with this key (and e-mail "
+    "addresses hashed with it); set PAGESTREAM_PII_HASH_KEY or PAGESTREAM_PII_HASH_KEY_FILE to "
+    "a long random value (on Kubernetes: create a Secret with a random key and reference it in "
+    "spec.processing.pii.hashKeySecretRef)"
+)
+
+
 @dataclass(frozen=True)
 class Secrets:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     postgres_user: str = "postgres"
     postgres_password: str = ""
-    pii_hash_key: str = ""
+    # No default: every job has a key (see PII_HASH_KEY_REQUIRED); an empty one is refused.
+    pii_hash_key: str = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.pii_hash_key.strip():
+            raise JobConfigError(PII_HASH_KEY_REQUIRED)
 
     def __repr__(self) -> str:  # never print secret values
         return "Secrets(<redacted>)"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
+        """The secrets from ``env``; :class:`JobConfigError` when the PII key is missing or
+        empty, or a ``_FILE`` cannot be read."""
         values: dict[str, str] = {}
         for name, var in SECRET_ENV.items():
             if var in env:
@@ -65,7 +83,8 @@ class Secrets:
                     raise JobConfigError(
                         f"{var}_FILE: cannot read {env[f'{var}_FILE']}: {exc}"
                     ) from exc
-        return cls(**values)
+        pii_hash_key = values.pop("pii_hash_key", "")
+        return cls(**values, pii_hash_key=pii_hash_key)
 
 
 @dataclass(frozen=True)
