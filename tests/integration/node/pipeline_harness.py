@@ -88,7 +88,7 @@ def simulator_job(
     namespace: str, image: str, name: str, *, seed: int, count: int, rate: float
 ) -> dict[str, Any]:
     """A known dataset with faults (duplicates, malformed and late records, bots), its
-    ground-truth manifest printed to stdout as one JSON line."""
+    ground-truth manifest printed to stdout (indented JSON)."""
     args = [
         f"--bootstrap-servers={kafka_bootstrap(namespace)}",
         f"--topic={TOPIC}",
@@ -153,8 +153,11 @@ def simulator_job(
 
 def _manifest_in(log: str) -> dict[str, Any]:
     """The ground-truth manifest the simulator printed (an indented JSON object from a line
-    ``{`` to a line ``}``) among its log lines."""
-    lines = log.splitlines()
+    ``{`` to a line ``}``) among its log lines. The pod's log interleaves stdout and stderr
+    line by line, so the simulator's own log records (one JSON object per line, ``{"ts": ...``)
+    can fall between the manifest's lines: they are left out (an indented object's inner lines
+    start with spaces)."""
+    lines = [line for line in log.splitlines() if not line.startswith('{"')]
     start = lines.index("{")
     end = lines.index("}", start)
     manifest: dict[str, Any] = json.loads("\n".join(lines[start : end + 1]))

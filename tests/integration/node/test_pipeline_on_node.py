@@ -203,18 +203,21 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(
 ) -> None:
     t = time.monotonic()
     scenario.patch({"spec": {"lifecycle": {"state": "suspended"}}})
-    scenario.wait_state("SUSPENDED")
-    eventually(
-        lambda: not scenario.spark_pods("driver") and not scenario.spark_pods("executor"),
-        timeout=180,
-        interval=2,
-        what="driver and executor pods gone",
-    )
-    _timed("suspend until pods gone", t)
-    # Traffic while suspended waits in Kafka.
-    scenario.send(count=1500)
-    t = time.monotonic()
-    scenario.patch({"spec": {"lifecycle": {"state": "running"}}})
+    try:
+        scenario.wait_state("SUSPENDED")
+        eventually(
+            lambda: not scenario.spark_pods("driver") and not scenario.spark_pods("executor"),
+            timeout=180,
+            interval=2,
+            what="driver and executor pods gone",
+        )
+        _timed("suspend until pods gone", t)
+        # Traffic while suspended waits in Kafka.
+        scenario.send(count=1500)
+    finally:
+        # The next steps start from a running pipeline, whatever happened here.
+        t = time.monotonic()
+        scenario.patch({"spec": {"lifecycle": {"state": "running"}}})
     scenario.wait_running(executors=1)
     scenario.wait_state("RUNNING")
     scenario.check_exact()
