@@ -102,6 +102,7 @@ class OperatorProcess:
     log_dir: Path
     name: str = "operator"
     resync_seconds: float = RESYNC_SECONDS
+    namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -128,6 +129,7 @@ class OperatorProcess:
                 f"--liveness-port={self.liveness_port}",
                 "--bind-address=127.0.0.1",
                 "--log-level=INFO",
+                *([f"--namespaces={','.join(self.namespaces)}"] if self.namespaces else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

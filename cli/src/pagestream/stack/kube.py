@@ -1,7 +1,8 @@
 """A real Kubernetes API for tests: etcd + kube-apiserver, started the way controller-runtime's
 envtest starts them (RBAC on, a client-certificate admin, a kubeconfig written for tests and for
 ``kubectl``). There is no kubelet, so pods never run. kube-controller-manager is optional: it
-brings garbage collection of owner-referenced objects and namespace deletion.
+brings garbage collection of owner-referenced objects, namespace deletion and the aggregation
+of labelled ClusterRoles into `admin`, `edit` and `view`.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ class KubeControlPlane:
             [
                 str(bins / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig}",
-                # Only what tests rely on: owner-reference cleanup and namespace deletion.
-                "--controllers=garbage-collector-controller,namespace-controller",
+                # Only what tests rely on: owner-reference cleanup, namespace deletion, and the
+                # aggregation of labelled ClusterRoles into admin/edit/view (the chart's).
+                "--controllers=garbage-collector-controller,namespace-controller,"
+                "clusterrole-aggregation-controller",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.controller_manager_port}",
