@@ -204,19 +204,175 @@ def test_operator_settings_follow_values(rendered: dict[str, list[dict[str, Any]
     )
 
 
+CRD_WATCH = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    }
+]
+# With watchNamespaces, kopf lists and watches Namespaces (refused, it retries for about a
+# minute at every start before falling back to the names given).
+NAMESPACE_WATCH = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+]
+
+
+def operator_rbac(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's two ClusterRoles (the cluster-scoped CRD watch, and the namespaced rules
+    on pipelines and their children), every binding to either, and the namespaces the operator
+    is started with (empty: all)."""
+    roles = [
+        r
+        for r in by_kind(objects, "ClusterRole")
+        if r["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
+    (global_role,) = [r for r in roles if r["metadata"]["name"].endswith("-global")]
+    (namespaced_role,) = [r for r in roles if r is not global_role]
+    names = {global_role["metadata"]["name"], namespaced_role["metadata"]["name"]}
+    bindings = [
+        b
+        for b in by_kind(objects, "ClusterRoleBinding") + by_kind(objects, "RoleBinding")
+        if b["roleRef"]["kind"] == "ClusterRole" and b["roleRef"]["name"] in names
+    ]
+    (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (watched,) = [
+        a.split("=", 1)[1].split(",") for a in container["args"] if "--namespaces=" in a
+    ] or [[]]
+    return {
+        "global": global_role,
+        "namespaced": namespaced_role,
+        "bindings": bindings,
+        "watched": watched,
+    }
+
+
+def bound(bindings: list[dict[str, Any]], role: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [
+        b
+        for b in bindings
+        if b["kind"] == kind and b["roleRef"]["name"] == role["metadata"]["name"]
+    ]
+
+
 @pytest.mark.parametrize("case", CASE_IDS)
 def test_rbac_is_least_privilege(rendered: dict[str, list[dict[str, Any]]], case: str) -> None:
-    role = one(rendered[case], "ClusterRole")
-    for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-        assert "*" not in rule["apiGroups"], rule
-        assert "secrets" not in rule["resources"], rule
-        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
-    binding = one(rendered[case], "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    (subject,) = binding["subjects"]
-    sa = one(rendered[case], "ServiceAccount")
-    assert (subject["name"], subject["namespace"]) == (sa["metadata"]["name"], "pagestream")
+    objects = rendered[case]
+    for role in by_kind(objects, "ClusterRole") + by_kind(objects, "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+            assert "*" not in rule["apiGroups"], rule
+            assert "secrets" not in rule["resources"], rule
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+    rbac = operator_rbac(objects)
+    # Cluster-wide, only what is cluster-scoped and read-only: the CRD watch kopf needs, and the
+    # Namespace watch when it serves named namespaces.
+    assert rbac["global"]["rules"] == CRD_WATCH + (NAMESPACE_WATCH if rbac["watched"] else [])
+    (crd_binding,) = bound(rbac["bindings"], rbac["global"], "ClusterRoleBinding")
+    assert not bound(rbac["bindings"], rbac["global"], "RoleBinding")
+    # The namespaced rules: in each watched namespace, or cluster-wide when it watches all.
+    namespaced = rbac["namespaced"]
+    assert not any(r["apiGroups"] == ["apiextensions.k8s.io"] for r in namespaced["rules"])
+    per_namespace = bound(rbac["bindings"], namespaced, "RoleBinding")
+    cluster_wide = bound(rbac["bindings"], namespaced, "ClusterRoleBinding")
+    if rbac["watched"]:
+        assert sorted(b["metadata"]["namespace"] for b in per_namespace) == sorted(rbac["watched"])
+        assert cluster_wide == []
+    else:
+        assert per_namespace == [] and len(cluster_wide) == 1
+    # No other ClusterRoleBinding in the release: nothing else is granted cluster-wide.
+    assert len(by_kind(objects, "ClusterRoleBinding")) == 1 + len(cluster_wide)
+    sa = one(objects, "ServiceAccount")
+    for binding in rbac["bindings"]:
+        assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        (subject,) = binding["subjects"]
+        assert (subject["kind"], subject["name"], subject["namespace"]) == (
+            "ServiceAccount",
+            sa["metadata"]["name"],
+            "pagestream",
+        )
+    assert crd_binding in rbac["bindings"]
+
+
+def test_watched_namespaces_get_role_bindings_not_a_cluster_role_binding(chart: Chart) -> None:
+    objects = chart.objects([], [*NO_DEPENDENCIES, "operator.watchNamespaces={a,b}"])
+    rbac = operator_rbac(objects)
+    assert rbac["watched"] == ["a", "b"]
+    namespaced = rbac["namespaced"]
+    per_namespace = bound(rbac["bindings"], namespaced, "RoleBinding")
+    assert {b["metadata"]["namespace"] for b in per_namespace} == {"a", "b"}
+    assert len(per_namespace) == 2
+    for b in per_namespace:
+        assert b["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": namespaced["metadata"]["name"],
+        }
+    assert bound(rbac["bindings"], namespaced, "ClusterRoleBinding") == []
+    # The CRD and Namespace watches stay cluster-wide: those kinds are cluster-scoped.
+    (crb,) = by_kind(objects, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == rbac["global"]["metadata"]["name"]
+    assert rbac["global"]["rules"] == CRD_WATCH + NAMESPACE_WATCH
+    # With every namespace watched, the same rules are bound once, cluster-wide.
+    everywhere = operator_rbac(chart.objects([], NO_DEPENDENCIES))
+    (crb,) = bound(everywhere["bindings"], everywhere["namespaced"], "ClusterRoleBinding")
+    assert bound(everywhere["bindings"], everywhere["namespaced"], "RoleBinding") == []
+    assert everywhere["global"]["rules"] == CRD_WATCH  # kopf lists no Namespaces then
+
+
+def test_pipeline_rights_aggregate_into_the_default_roles(
+    chart: Chart, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    roles = {
+        r["metadata"]["name"]: r
+        for r in by_kind(rendered["defaults"], "ClusterRole")
+        if r["metadata"]["labels"]["app.kubernetes.io/component"] == "rbac"
+    }
+    assert set(roles) == {"ps-pagestream-edit", "ps-pagestream-view"}
+    aggregation = {
+        name: {k: v for k, v in r["metadata"]["labels"].items() if k.startswith("rbac.")}
+        for name, r in roles.items()
+    }
+    assert aggregation == {
+        "ps-pagestream-edit": {
+            "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+            "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+        },
+        "ps-pagestream-view": {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+    }
+
+    def granted(role: dict[str, Any]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["pagestream.dev"], rule
+            for resource in rule["resources"]:
+                out.setdefault(resource, set()).update(rule["verbs"])
+        return out
+
+    assert granted(roles["ps-pagestream-edit"]) == {
+        "pageanalyticspipelines": {
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        },
+        "pageanalyticspipelines/scale": {"get", "patch", "update"},
+        "pageanalyticspipelines/status": {"get"},
+    }
+    assert granted(roles["ps-pagestream-view"]) == {
+        "pageanalyticspipelines": {"get", "list", "watch"},
+        "pageanalyticspipelines/status": {"get"},
+    }
+    off = chart.objects([], [*NO_DEPENDENCIES, "rbac.aggregateToDefaultRoles=false"])
+    assert not [
+        r
+        for r in by_kind(off, "ClusterRole")
+        if r["metadata"]["labels"]["app.kubernetes.io/component"] == "rbac"
+    ]
 
 
 def test_spark_submit_may_manage_network_policies_in_the_release_namespace(
@@ -279,6 +435,8 @@ def test_monitoring_objects_can_be_turned_off(rendered: dict[str, list[dict[str,
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        # The operator's rights in shop-eu and shop-us, bound there only.
+        "RoleBinding",
         "Service",
         "Deployment",
         "Job",

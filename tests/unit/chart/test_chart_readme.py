@@ -32,6 +32,7 @@ def test_every_top_level_value_is_documented() -> None:
         "nameOverride",
         "fullnameOverride",
         "operator",
+        "rbac",
         "monitoring",
         "kafka",
         "postgres",
