@@ -161,23 +161,33 @@ def kubectl(
 
 
 def server_dry_run(kube: KubeControlPlane, objects: list[dict[str, Any]], namespace: str) -> str:
-    """Server-side apply every object with --dry-run=server; fail with the API server's words."""
-    manifest = yaml.safe_dump_all(objects, sort_keys=False)
-    proc = kubectl(
-        kube,
-        "apply",
-        "--server-side",
-        "--dry-run=server",
-        "--field-manager=chart-test",
-        "--namespace",
-        namespace,
-        "-f",
-        "-",
-        stdin=manifest,
-        check=False,
-    )
-    assert proc.returncode == 0, f"the API server rejected the chart:\n{proc.stderr}\n{proc.stdout}"
-    return proc.stdout
+    """Server-side apply every object with --dry-run=server; fail with the API server's words.
+    Objects that name their own namespace (RoleBindings in watched namespaces) are applied
+    there, the rest in ``namespace``, as helm installs them."""
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        where = obj.get("metadata", {}).get("namespace") or namespace
+        by_namespace.setdefault(where, []).append(obj)
+    out = []
+    for where, group in by_namespace.items():
+        proc = kubectl(
+            kube,
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=chart-test",
+            "--namespace",
+            where,
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(group, sort_keys=False),
+            check=False,
+        )
+        assert proc.returncode == 0, (
+            f"the API server rejected the chart:\n{proc.stderr}\n{proc.stdout}"
+        )
+        out.append(proc.stdout)
+    return "".join(out)
 
 
 @pytest.fixture(scope="session")

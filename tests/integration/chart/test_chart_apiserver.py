@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_harness import CI_DIR, NO_DEPENDENCIES, Chart, renderable_scenarios, server_dry_run
+from chart_harness import (
+    CI_DIR,
+    NO_DEPENDENCIES,
+    Chart,
+    kubectl,
+    renderable_scenarios,
+    server_dry_run,
+)
 
 from pagestream.stack.kube import KubeControlPlane
 
@@ -30,7 +37,18 @@ def test_api_server_accepts_every_rendered_object(
     sets: list[str],
 ) -> None:
     objects = chart.objects(files, sets, namespace=chart_namespace)
-    out = server_dry_run(kube, objects, chart_namespace)
+    # The namespaces an operator watches exist before it is installed (operator-only-values).
+    watched = sorted(
+        {o["metadata"]["namespace"] for o in objects if "namespace" in o["metadata"]}
+        - {chart_namespace}
+    )
+    for name in watched:
+        kubectl(kube, "create", "namespace", name)
+    try:
+        out = server_dry_run(kube, objects, chart_namespace)
+    finally:
+        for name in watched:
+            kubectl(kube, "delete", "namespace", name, "--wait=false")
     # One line per object, each applied (dry run), none skipped.
     applied = [line for line in out.splitlines() if line.endswith("(server dry run)")]
     assert len(applied) == len(objects), out
