@@ -373,15 +373,7 @@ def test_enrichment_columns_convert_to_arrow_from_events_as_the_jvm_hands_them_o
     # Events as Spark hands them over: strings or None (never False), valid UTF-8 (the JVM has
     # replaced lone surrogates). Enrichment columns must then convert, garbage included.
     events = random_events(200, seed=15)
-    for column in (
-        "ip",
-        "user_agent",
-        "referrer_url",
-        "current_url",
-        "email_address",
-        "utm_source",
-        "utm_medium",
-    ):
+    for column in (c for c in batch_module.INPUT_COLUMNS if c != "event_date"):
         events[column] = [
             v.encode("utf-8", "replace").decode() if isinstance(v, str) else None
             for v in events[column]
