@@ -11,6 +11,7 @@ from pathlib import Path
 from pagestream.stack.artifacts import classpath, maven_jars
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
+from pagestream.stack.pki import ServerTls
 from pagestream.stack.process import ManagedProcess, port_open, wait_until
 
 LOG4J2_CONFIG = """\
@@ -53,11 +54,13 @@ def kraft_server_properties(
     data_dir: str,
     sasl_port: int | None = None,
     advertised_sasl_host: str | None = None,
+    tls: TlsListeners | None = None,
 ) -> str:
     """A single-node combined broker + controller. Inter-broker traffic uses the PLAINTEXT
     listener on ``host``; with ``sasl_port``, a SASL_PLAINTEXT listener (SCRAM-SHA-512, as a
     Strimzi KafkaUser) listens on all addresses and is advertised as ``advertised_sasl_host``
-    (a Service's name in a cluster; ``host`` by default)."""
+    (a Service's name in a cluster; ``host`` by default). With ``tls``, an SSL and a SASL_SSL
+    listener on ``host``, advertised by the name their certificate carries."""
     listeners = [f"PLAINTEXT://{host}:{plaintext_port}"]
     advertised = list(listeners)
     protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -67,10 +70,26 @@ def kraft_server_properties(
         listeners.append(f"SASL_PLAINTEXT://{bind}:{sasl_port}")
         advertised.append(f"SASL_PLAINTEXT://{advertised_sasl_host or host}:{sasl_port}")
         protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
-        sasl = [
-            "sasl.enabled.mechanisms=SCRAM-SHA-512",
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    if tls is not None:
+        for name, port in (("SSL", tls.ssl_port), ("SASL_SSL", tls.sasl_ssl_port)):
+            listeners.append(f"{name}://{host}:{port}")
+            advertised.append(f"{name}://{tls.advertised_host}:{port}")
+            protocols += f",{name}:{name}"
+        sasl += [
+            # Kafka reads PEM itself: one file with the private key and the certificate chain.
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.keystore_file}",
+        ]
+    if sasl_port is not None or tls is not None:
+        sasl.append("sasl.enabled.mechanisms=SCRAM-SHA-512")
+        sasl += [
+            f"listener.name.{name}.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            for name, on in (
+                ("sasl_plaintext", sasl_port is not None),
+                ("sasl_ssl", tls is not None),
+            )
+            if on
         ]
     return "\n".join(
         [
@@ -100,6 +119,18 @@ def kraft_server_properties(
     )
 
 
+@dataclass(frozen=True)
+class TlsListeners:
+    """An SSL and a SASL_SSL listener serving ``keystore_file`` (PEM: private key, then the
+    certificate), advertised as ``advertised_host``: the name the certificate carries, so a
+    client that verifies host names accepts the broker it is sent to."""
+
+    ssl_port: int
+    sasl_ssl_port: int
+    keystore_file: Path
+    advertised_host: str = "localhost"
+
+
 @dataclass
 class Kafka:
     paths: StackPaths
@@ -111,6 +142,10 @@ class Kafka:
     # written when the storage is formatted, so they apply to a fresh data folder only.
     sasl_port: int | None = None
     scram_users: dict[str, str] = field(default_factory=dict)
+    # SSL and SASL_SSL listeners (the SCRAM users above on the latter) with this certificate.
+    tls: ServerTls | None = None
+    ssl_port: int | None = None
+    sasl_ssl_port: int | None = None
 
     @property
     def home(self) -> Path:
@@ -133,6 +168,20 @@ class Kafka:
             raise StackError("this Kafka broker has no SASL listener")
         return f"127.0.0.1:{self.sasl_port}"
 
+    def tls_bootstrap_servers(self, *, sasl: bool = False, host: str = "localhost") -> str:
+        """The SSL (or SASL_SSL) listener, by ``host``: the certificate's name by default."""
+        port = self.sasl_ssl_port if sasl else self.ssl_port
+        if self.tls is None or port is None:
+            raise StackError("this Kafka broker has no TLS listeners")
+        return f"{host}:{port}"
+
+    def _tls_listeners(self) -> TlsListeners | None:
+        if self.tls is None:
+            return None
+        if self.ssl_port is None or self.sasl_ssl_port is None:
+            raise StackError("a Kafka broker with tls needs ssl_port and sasl_ssl_port")
+        return TlsListeners(self.ssl_port, self.sasl_ssl_port, self.home / "server.pem")
+
     def server_properties(self) -> str:
         return kraft_server_properties(
             host="127.0.0.1",
@@ -140,6 +189,7 @@ class Kafka:
             controller_port=self.controller_port,
             sasl_port=self.sasl_port,
             data_dir=str(self.home / "data"),
+            tls=self._tls_listeners(),
         )
 
     def _java(self, jars: Path, main: str, *args: str) -> list[str]:
@@ -163,6 +213,10 @@ class Kafka:
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "server.properties"
         config.write_text(self.server_properties())
+        if self.tls is not None:
+            keystore = self.home / "server.pem"
+            keystore.write_bytes(self.tls.key_file.read_bytes() + self.tls.cert_file.read_bytes())
+            keystore.chmod(0o600)
         (self.home / "log4j2.yaml").write_text(LOG4J2_CONFIG)
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = _kafka_uuid()

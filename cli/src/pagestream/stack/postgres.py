@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pagestream.stack.errors import StackError
 from pagestream.stack.paths import StackPaths
+from pagestream.stack.pki import ServerTls
 from pagestream.stack.process import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class Postgres:
     port: int
     # Tests trade crash safety for speed; the embedded platform keeps fsync on.
     durable: bool = True
+    # Serve TLS (ssl=on) with this certificate; plain connections are still accepted.
+    tls: ServerTls | None = None
 
     @property
     def home(self) -> Path:
@@ -207,6 +210,13 @@ class Postgres:
         }
         if not self.durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if self.tls is not None:
+            cert_file, key_file = self._install_tls(self.tls, user)
+            settings |= {
+                "ssl": "on",
+                "ssl_cert_file": str(cert_file),
+                "ssl_key_file": str(key_file),
+            }
         argv = [str(bindir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
@@ -220,6 +230,20 @@ class Postgres:
             log_path=proc.log_file,
         )
         self._ensure_database()
+
+    def _install_tls(self, tls: ServerTls, user: str | None) -> tuple[Path, Path]:
+        """The certificate and key where the server may read them: PostgreSQL refuses a key
+        that its own user does not own with mode 0600."""
+        folder = self.data_root / "tls"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        cert, key = folder / "server.crt", folder / "server.key"
+        cert.write_bytes(tls.cert_file.read_bytes())
+        key.write_bytes(tls.key_file.read_bytes())
+        key.chmod(0o600)
+        if user:
+            for path in (folder, cert, key):
+                shutil.chown(path, user, user)
+        return cert, key
 
     def _connect(self, database: str) -> PgConnection:
         import psycopg2
