@@ -87,6 +87,30 @@ INVALID: dict[str, tuple[Edit, str]] = {
         ),
         "spec.processing.pii.hashKeySecretRef",
     ),
+    # TLS settings that contradict each other (CEL rules across fields).
+    "kafka-tls-with-sasl-plaintext": (
+        _both(
+            _set("spec.kafka.tls", {}),
+            _set(
+                "spec.kafka.authentication",
+                {"securityProtocol": "SASL_PLAINTEXT", "secretRef": {"name": "job-user"}},
+            ),
+        ),
+        "spec.kafka.authentication.securityProtocol",
+    ),
+    "postgres-ca-with-require": (
+        _set("spec.postgres.tls", {"mode": "require", "caSecretRef": {"name": "db-ca"}}),
+        "spec.postgres.tls.caSecretRef",
+    ),
+    # An explicit host defaults to prefer, which verifies nothing.
+    "postgres-ca-without-a-verifying-mode": (
+        _set("spec.postgres.tls", {"caSecretRef": {"name": "db-ca"}}),
+        "spec.postgres.tls.caSecretRef",
+    ),
+    "postgres-unknown-sslmode": (
+        _set("spec.postgres.tls", {"mode": "allow"}),
+        "spec.postgres.tls.mode",
+    ),
 }
 
 

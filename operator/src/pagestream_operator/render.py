@@ -32,6 +32,15 @@ JOB_CLASSPATH = f"{JOB_JARS_DIR}/*"
 CHECKPOINT_MOUNT = "/opt/pagestream/checkpoints"
 CHECKPOINT_VOLUME = "checkpoint"
 METRICS_PORT_NAME = "metrics"
+# Where the driver reads the CA certificates of the brokers and of the database, each the one
+# key of its Secret that the job needs (CloudNativePG's <cluster>-ca also holds the CA's
+# private key, which must not reach the pod). Only the driver: it connects to PostgreSQL, and
+# it hands the Kafka CA to the executors in the source's options.
+TLS_MOUNT = "/opt/pagestream/tls"
+KAFKA_CA_VOLUME = "kafka-ca"
+POSTGRES_CA_VOLUME = "postgres-ca"
+KAFKA_CA_FILE = f"{TLS_MOUNT}/{KAFKA_CA_VOLUME}/ca.crt"
+POSTGRES_CA_FILE = f"{TLS_MOUNT}/{POSTGRES_CA_VOLUME}/ca.crt"
 
 # The pod templates (spec.driver.template, spec.executor.template) carry everything about the
 # pods that the Spark operator cannot turn into spark-submit configuration, so the pods are
@@ -151,6 +160,15 @@ def postgres_host(inp: RenderInput) -> str:
     return f"{pg.cnpg_cluster.name}-rw.{inp.namespace}.svc"
 
 
+def postgres_ssl_root_cert(inp: RenderInput) -> str:
+    """The CA file for a verifying sslmode: the mounted Secret's, else libpq's ``system`` (the
+    image's trust store, for a database with a public certificate)."""
+    pg = inp.spec.postgres
+    if not pg.ssl_mode().verifies:
+        return ""
+    return POSTGRES_CA_FILE if pg.ca_secret() is not None else "system"
+
+
 def job_config(inp: RenderInput) -> JobConfig:
     spec = inp.spec
     auth = spec.kafka.authentication
@@ -164,8 +182,11 @@ def job_config(inp: RenderInput) -> JobConfig:
         postgres_database=spec.postgres.database,
         postgres_schema=spec.postgres.schema_,
         kafka_starting_offsets=spec.kafka.starting_offsets.value,
-        kafka_security_protocol=auth.security_protocol.value if auth else "PLAINTEXT",
+        kafka_security_protocol=spec.kafka.security_protocol(),
         kafka_sasl_mechanism=auth.mechanism.value if auth else "SCRAM-SHA-512",
+        kafka_tls_ca_file=KAFKA_CA_FILE if spec.kafka.ca_secret() is not None else "",
+        postgres_sslmode=spec.postgres.ssl_mode().value,
+        postgres_ssl_root_cert=postgres_ssl_root_cert(inp),
         max_offsets_per_trigger=spec.spark.max_offsets_per_trigger,
         trigger_interval=spec.spark.trigger_interval,
         # A pipeline is a stream that runs forever, whatever the job's default becomes.
@@ -220,6 +241,30 @@ def secret_env(inp: RenderInput) -> list[dict[str, Any]]:
     return env
 
 
+def ca_volumes(inp: RenderInput) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(volume, mount) for each CA the driver reads (see TLS_MOUNT)."""
+    out = []
+    for volume, ref in (
+        (KAFKA_CA_VOLUME, inp.spec.kafka.ca_secret()),
+        (POSTGRES_CA_VOLUME, inp.spec.postgres.ca_secret()),
+    ):
+        if ref is None:
+            continue
+        out.append(
+            (
+                {
+                    "name": volume,
+                    "secret": {
+                        "secretName": ref.name,
+                        "items": [{"key": ref.key, "path": "ca.crt"}],
+                    },
+                },
+                {"name": volume, "mountPath": f"{TLS_MOUNT}/{volume}", "readOnly": True},
+            )
+        )
+    return out
+
+
 # --- children --------------------------------------------------------------------------------
 
 
@@ -228,9 +273,11 @@ def _pod_template(
     container_name: str,
     env: list[dict[str, Any]] | None = None,
     ports: list[dict[str, Any]] | None = None,
+    secret_volumes: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """A pod template: restricted security, scratch volumes, the checkpoint volume and the
-    pod-level placement from spec.spark.pods (each call returns fresh objects)."""
+    """A pod template: restricted security, scratch volumes, the checkpoint volume, the given
+    Secret volumes and the pod-level placement from spec.spark.pods (each call returns fresh
+    objects)."""
     spec = inp.spec
     pods = spec.spark.pods
     volumes: list[dict[str, Any]] = [{"name": n, "emptyDir": {}} for n, _ in SCRATCH_VOLUMES]
@@ -241,6 +288,9 @@ def _pod_template(
             {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": pvc.claim_name}}
         )
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": CHECKPOINT_MOUNT})
+    for volume, mount in secret_volumes or ():
+        volumes.append(volume)
+        mounts.append(mount)
 
     container: dict[str, Any] = {
         "name": container_name,
@@ -310,6 +360,7 @@ def render_spark_application(inp: RenderInput) -> dict[str, Any]:
             inp,
             DRIVER_CONTAINER,
             env=secret_env(inp),
+            secret_volumes=ca_volumes(inp),
             ports=[
                 {
                     "name": METRICS_PORT_NAME,

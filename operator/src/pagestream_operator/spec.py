@@ -117,9 +117,22 @@ class KafkaSecretRef(_Model):
 
 class KafkaAuthentication(_Model):
     mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
-    security_protocol: SaslSecurityProtocol = SaslSecurityProtocol.SASL_PLAINTEXT
+    # No default: unset, it follows spec.kafka.tls (KafkaSpec.security_protocol).
+    security_protocol: SaslSecurityProtocol | None = None
     username: str | None = None
     secret_ref: KafkaSecretRef
+
+
+class CaSecretRef(_Model):
+    """A CA certificate (PEM) in a Secret: Strimzi's <cluster>-cluster-ca-cert and
+    CloudNativePG's <cluster>-ca both keep it under ca.crt."""
+
+    name: str = Field(min_length=1)
+    key: str = "ca.crt"
+
+
+class KafkaTls(_Model):
+    ca_secret_ref: CaSecretRef | None = None
 
 
 class StartingOffsets(StrEnum):
@@ -133,6 +146,30 @@ class KafkaSpec(_Model):
     topic: TopicSpec
     starting_offsets: StartingOffsets = StartingOffsets.EARLIEST
     authentication: KafkaAuthentication | None = None
+    # How the job reaches the brokers, not what it reads: a restart keeps the checkpoint.
+    tls: Annotated[KafkaTls | None, RESTART] = None
+
+    def security_protocol(self) -> str:
+        """The Kafka client's security.protocol: TLS with a tls section (or the older
+        authentication.securityProtocol SASL_SSL), SASL with an authentication section."""
+        auth = self.authentication
+        tls = self.tls is not None or (
+            auth is not None and auth.security_protocol is SaslSecurityProtocol.SASL_SSL
+        )
+        if auth is not None:
+            return "SASL_SSL" if tls else "SASL_PLAINTEXT"
+        return "SSL" if tls else "PLAINTEXT"
+
+    def ca_secret(self) -> CaSecretRef | None:
+        """The Secret with the brokers' CA: the tls section's, else the Strimzi cluster's own
+        (Strimzi signs its listeners with the cluster CA); None means the image's trust store."""
+        if self.tls is None:
+            return None
+        if self.tls.ca_secret_ref is not None:
+            return self.tls.ca_secret_ref
+        if self.strimzi_cluster is not None:
+            return CaSecretRef(name=f"{self.strimzi_cluster.name}-cluster-ca-cert")
+        return None
 
 
 # --- postgres --------------------------------------------------------------------------------
@@ -148,6 +185,26 @@ class PostgresSecretRef(_Model):
     password_key: str = "password"
 
 
+class SslMode(StrEnum):
+    """libpq's sslmode values (allow is left out: it is prefer's weaker twin)."""
+
+    DISABLE = "disable"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+    @property
+    def verifies(self) -> bool:
+        return self in (SslMode.VERIFY_CA, SslMode.VERIFY_FULL)
+
+
+class PostgresTls(_Model):
+    # No default: unset, it depends on where the database is (PostgresSpec.ssl_mode).
+    mode: SslMode | None = None
+    ca_secret_ref: CaSecretRef | None = None
+
+
 class PostgresSpec(_Model):
     cnpg_cluster: CnpgClusterRef | None = None
     secret_ref: PostgresSecretRef | None = None
@@ -155,6 +212,26 @@ class PostgresSpec(_Model):
     port: Port = 5432
     database: str = "app"
     schema_: str = Field(default="pagestream", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # How the job reaches the database, not what it writes: a restart keeps the checkpoint.
+    tls: Annotated[PostgresTls | None, RESTART] = None
+
+    def ssl_mode(self) -> SslMode:
+        """The tls section's mode; unset, verify-full for a CloudNativePG cluster (which always
+        serves TLS, with a certificate for its -rw service) and libpq's prefer otherwise."""
+        if self.tls is not None and self.tls.mode is not None:
+            return self.tls.mode
+        return SslMode.VERIFY_FULL if self.cnpg_cluster is not None else SslMode.PREFER
+
+    def ca_secret(self) -> CaSecretRef | None:
+        """The Secret with the server's CA when the mode verifies one: the tls section's, else
+        the CloudNativePG cluster's <name>-ca; None means the image's trust store."""
+        if not self.ssl_mode().verifies:
+            return None
+        if self.tls is not None and self.tls.ca_secret_ref is not None:
+            return self.tls.ca_secret_ref
+        if self.cnpg_cluster is not None:
+            return CaSecretRef(name=f"{self.cnpg_cluster.name}-ca")
+        return None
 
 
 # --- spark -----------------------------------------------------------------------------------
@@ -313,6 +390,16 @@ HASH_KEY_REQUIRED_MESSAGE = (
 )
 
 
+KAFKA_TLS_CONTRADICTION_MESSAGE = (
+    "spec.kafka.authentication.securityProtocol: SASL_PLAINTEXT contradicts spec.kafka.tls; "
+    "remove securityProtocol (with spec.kafka.tls the protocol is SASL_SSL)"
+)
+POSTGRES_CA_UNUSED_MESSAGE = (
+    "spec.postgres.tls.caSecretRef: a CA is only used to verify the server; set "
+    "spec.postgres.tls.mode to verify-full (or verify-ca), or remove caSecretRef"
+)
+
+
 class PiiSpec(_Model):
     anonymize_ip: bool = True
     hash_email: bool = True
@@ -392,6 +479,20 @@ class PipelineSpec(_Model):
                 "spec.kafka.topic.manage: a managed topic is a Strimzi KafkaTopic and needs "
                 "spec.kafka.strimziCluster"
             )
+        auth = self.kafka.authentication
+        if (
+            self.kafka.tls is not None
+            and auth is not None
+            and auth.security_protocol is SaslSecurityProtocol.SASL_PLAINTEXT
+        ):
+            found.append(KAFKA_TLS_CONTRADICTION_MESSAGE)
+        pg_tls = self.postgres.tls
+        if (
+            pg_tls is not None
+            and pg_tls.ca_secret_ref is not None
+            and not self.postgres.ssl_mode().verifies
+        ):
+            found.append(POSTGRES_CA_UNUSED_MESSAGE)
         if (self.postgres.cnpg_cluster is None) == (self.postgres.secret_ref is None):
             found.append("spec.postgres: set exactly one of cnpgCluster or secretRef")
         if self.postgres.cnpg_cluster is None and not self.postgres.host:

@@ -100,10 +100,26 @@ def _without_empty(tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Values an older CRD defaulted (so the API server stored them in every pipeline of that time)
+# whose field has no default now, and which mean what the unset field means wherever they are
+# valid: dropped like defaults, so those pipelines keep their fingerprints.
+FORMER_DEFAULTS: Final[dict[str, object]] = {
+    # Unset, it follows spec.kafka.tls; SASL_PLAINTEXT with spec.kafka.tls is refused.
+    "kafka.authentication.securityProtocol": "SASL_PLAINTEXT",
+}
+
+
+def _drop_former_defaults(tree: dict[str, Any]) -> None:
+    for dotted, former in FORMER_DEFAULTS.items():
+        if _value_at(tree, dotted) == former:
+            _drop(tree, dotted)
+
+
 def upgrade_fingerprint(spec: PipelineSpec) -> str:
     # Only what differs from the defaults: a field a newer CRD adds (with a default) leaves every
     # existing pipeline's fingerprint as it was, so upgrading the operator is no job upgrade.
     tree = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    _drop_former_defaults(tree)
     for dotted in NO_UPGRADE_FIELDS:
         _drop(tree, dotted)
     canonical = json.dumps(_without_empty(tree), sort_keys=True, separators=(",", ":"))

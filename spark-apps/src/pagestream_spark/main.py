@@ -21,7 +21,13 @@ from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
 from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink, SinkUnavailable
-from pagestream_spark.source import SourceUnavailable, read_kafka_stream, wait_for_kafka
+from pagestream_spark.source import (
+    SourceUnavailable,
+    check_kafka_tls,
+    load_kafka_ca,
+    read_kafka_stream,
+    wait_for_kafka,
+)
 from pagestream_spark.transform import prepare_batch, unpack_sink_rows, warm_up_python_workers
 
 if TYPE_CHECKING:
@@ -124,6 +130,8 @@ class StreamingJob:
 
         cfg = self.config
         wait_for_kafka(cfg)
+        kafka_ca = load_kafka_ca(cfg)
+        check_kafka_tls(cfg, kafka_ca)
         connection = PostgresConnection.open(cfg, self.secrets)
         self.prepare_database(connection)
         spark = (
@@ -174,7 +182,7 @@ class StreamingJob:
             )
 
         writer = (
-            read_kafka_stream(spark, cfg, self.secrets)
+            read_kafka_stream(spark, cfg, self.secrets, ca_pem=kafka_ca)
             .writeStream.queryName(f"pagestream_{cfg.pipeline_name}".replace("-", "_"))
             .foreachBatch(process_batch)
             .option("checkpointLocation", cfg.checkpoint_location)

@@ -99,6 +99,7 @@ class JobRun:
             "PAGESTREAM_PII_HASH_KEY": PII_KEY,
             **self.env,
         }
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
         log = (self.paths.logs / f"job-{self.schema}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pagestream_spark.main", *self.args(**overrides)],
@@ -111,8 +112,8 @@ class JobRun:
         self.processes.append(proc)
         return proc
 
-    def run_to_completion(self, timeout: float = 300) -> None:
-        proc = self.start(**{"trigger-mode": "available-now"})
+    def run_to_completion(self, timeout: float = 300, **overrides: str) -> None:
+        proc = self.start(**{"trigger-mode": "available-now", **overrides})
         assert proc.wait(timeout) == 0, f"job failed; see {self.paths.logs}/job-{self.schema}.log"
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:

@@ -41,9 +41,12 @@ def _every_field_off_its_default() -> JobConfig:
         postgres_port=6543,
         postgres_database="analytics",
         postgres_schema="shop_eu",
+        postgres_sslmode="verify-full",
+        postgres_ssl_root_cert="/tls/postgres/ca.crt",
         kafka_starting_offsets="latest",
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_tls_ca_file="/tls/kafka/ca.crt",
         max_offsets_per_trigger=5_000,
         trigger_interval="500 milliseconds",
         trigger_mode="available-now",
@@ -66,6 +69,40 @@ def test_the_args_of_a_config_parse_back_to_the_same_config() -> None:
     assert left_at_default == []
     assert JobConfig.from_args(config.to_args()) == config
     assert JobConfig.from_args(DEFAULTS.to_args()) == DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"kafka_tls_ca_file": "/ca.crt"}, "--kafka-tls-ca-file is for TLS listeners"),
+        (
+            {"kafka_tls_ca_file": "/ca.crt", "kafka_security_protocol": "SASL_PLAINTEXT"},
+            "set --kafka-security-protocol to SSL or SASL_SSL",
+        ),
+        ({"postgres_sslmode": "allow"}, "--postgres-sslmode must be one of disable, prefer"),
+        (
+            {"postgres_ssl_root_cert": "/ca.crt", "postgres_sslmode": "require"},
+            "--postgres-ssl-root-cert is only used to verify the server",
+        ),
+    ],
+    ids=["kafka-ca-on-plaintext", "kafka-ca-on-sasl-plaintext", "unknown-sslmode", "ca-unused"],
+)
+def test_tls_settings_that_contradict_each_other_are_refused(
+    changes: dict[str, str], words: str
+) -> None:
+    with pytest.raises(JobConfigError, match=words):
+        dataclasses.replace(DEFAULTS, **changes)
+
+
+def test_tls_settings_that_fit_are_kept() -> None:
+    for protocol in ("SSL", "SASL_SSL"):
+        config = dataclasses.replace(
+            DEFAULTS, kafka_security_protocol=protocol, kafka_tls_ca_file="/ca.crt"
+        )
+        assert config.kafka_tls_ca_file == "/ca.crt"
+    for mode in ("verify-ca", "verify-full"):
+        config = dataclasses.replace(DEFAULTS, postgres_sslmode=mode, postgres_ssl_root_cert="/c")
+        assert config.postgres_ssl_root_cert == "/c"
 
 
 # --- secrets: the PII key is required -------------------------------------------------------

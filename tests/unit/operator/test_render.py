@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from operator_cases import CASES, case, load_case
+from operator_cases import CASES, case, load_case, minimal_spec
 
 from pagestream_common.jobconfig import SECRET_ENV, JobConfig
 from pagestream_operator.render import (
     CHECKPOINT_MOUNT,
     JOB_JARS_DIR,
     JOB_MAIN_FILE,
+    KAFKA_CA_FILE,
+    KAFKA_CA_VOLUME,
+    POSTGRES_CA_FILE,
+    POSTGRES_CA_VOLUME,
     RenderInput,
     checkpoint_location,
     job_config,
     render_children,
     render_spark_application,
+)
+from pagestream_operator.spec import (
+    KAFKA_TLS_CONTRADICTION_MESSAGE,
+    POSTGRES_CA_UNUSED_MESSAGE,
+    SpecError,
+    parse_spec,
 )
 
 SECRET_VARS = set(SECRET_ENV.values()) - {SECRET_ENV["kafka_sasl_username"]}
@@ -193,3 +204,150 @@ def test_without_pod_settings_the_templates_hold_only_what_the_operator_needs() 
         assert set(pod) == {"securityContext", "containers", "volumes"}
         assert "coreRequest" not in app[role] and "memoryOverhead" not in app[role]
     assert "annotations" not in app["executor"]
+
+
+# --- TLS: what each combination of the tls sections renders ----------------------------------
+
+
+def _tls_input(kafka: dict[str, Any], postgres: dict[str, Any]) -> RenderInput:
+    return RenderInput(
+        name="shop",
+        namespace="ns",
+        spec=parse_spec(minimal_spec(kafka=kafka, postgres=postgres)),
+        checkpoint_epoch=1,
+    )
+
+
+STRIMZI = {"strimziCluster": {"name": "events", "port": 9093}, "topic": {"name": "views"}}
+BOOTSTRAP = {"bootstrapServers": "kafka.example:9093", "topic": {"name": "views"}}
+SCRAM = {"secretRef": {"name": "job-user"}}
+CNPG = {"cnpgCluster": {"name": "warehouse"}}
+HOST = {"secretRef": {"name": "db-user"}, "host": "db.example"}
+
+
+@pytest.mark.parametrize(
+    ("kafka", "protocol", "ca_secret"),
+    [
+        (STRIMZI, "PLAINTEXT", None),
+        ({**STRIMZI, "tls": {}}, "SSL", ("events-cluster-ca-cert", "ca.crt")),
+        (
+            {**STRIMZI, "tls": {}, "authentication": SCRAM},
+            "SASL_SSL",
+            ("events-cluster-ca-cert", "ca.crt"),
+        ),
+        ({**STRIMZI, "authentication": SCRAM}, "SASL_PLAINTEXT", None),
+        ({**BOOTSTRAP, "tls": {}}, "SSL", None),
+        (
+            {**BOOTSTRAP, "tls": {"caSecretRef": {"name": "corp-ca", "key": "root.pem"}}},
+            "SSL",
+            ("corp-ca", "root.pem"),
+        ),
+        # Before spec.kafka.tls, SASL_SSL was asked for here: TLS with the image's trust store.
+        (
+            {**BOOTSTRAP, "authentication": {**SCRAM, "securityProtocol": "SASL_SSL"}},
+            "SASL_SSL",
+            None,
+        ),
+    ],
+    ids=[
+        "plain",
+        "strimzi-tls",
+        "strimzi-scram-tls",
+        "strimzi-scram",
+        "bootstrap-tls-system-ca",
+        "bootstrap-tls-own-ca",
+        "older-sasl-ssl",
+    ],
+)
+def test_kafka_tls_renders_the_protocol_and_mounts_the_ca_in_the_driver_only(
+    kafka: dict[str, Any], protocol: str, ca_secret: tuple[str, str] | None
+) -> None:
+    inp = _tls_input(kafka, CNPG)
+    config = job_config(inp)
+    assert config.kafka_security_protocol == protocol
+    app = render_spark_application(inp)["spec"]
+    driver = app["driver"]["template"]["spec"]
+    volumes = {v["name"]: v for v in driver["volumes"]}
+    if ca_secret is None:
+        assert config.kafka_tls_ca_file == "" and KAFKA_CA_VOLUME not in volumes
+    else:
+        assert config.kafka_tls_ca_file == KAFKA_CA_FILE
+        name, key = ca_secret
+        assert volumes[KAFKA_CA_VOLUME]["secret"] == {
+            "secretName": name,
+            "items": [{"key": key, "path": "ca.crt"}],
+        }
+        mounts = driver["containers"][0]["volumeMounts"]
+        assert {
+            "name": KAFKA_CA_VOLUME,
+            "mountPath": str(Path(KAFKA_CA_FILE).parent),
+            "readOnly": True,
+        } in mounts
+    executor_volumes = {v["name"] for v in app["executor"]["template"]["spec"]["volumes"]}
+    assert not executor_volumes & {KAFKA_CA_VOLUME, POSTGRES_CA_VOLUME}
+
+
+@pytest.mark.parametrize(
+    ("postgres", "mode", "root_cert", "ca_secret"),
+    [
+        # CloudNativePG always serves TLS, with a certificate for <cluster>-rw.<ns>.svc.
+        (CNPG, "verify-full", POSTGRES_CA_FILE, ("warehouse-ca", "ca.crt")),
+        ({**CNPG, "tls": {"mode": "require"}}, "require", "", None),
+        ({**CNPG, "tls": {"mode": "disable"}}, "disable", "", None),
+        (HOST, "prefer", "", None),
+        ({**HOST, "tls": {"mode": "verify-full"}}, "verify-full", "system", None),
+        (
+            {**HOST, "tls": {"mode": "verify-ca", "caSecretRef": {"name": "db-ca"}}},
+            "verify-ca",
+            POSTGRES_CA_FILE,
+            ("db-ca", "ca.crt"),
+        ),
+    ],
+    ids=["cnpg", "cnpg-require", "cnpg-disable", "host", "host-public-ca", "host-own-ca"],
+)
+def test_postgres_tls_renders_the_sslmode_and_mounts_only_the_ca_certificate(
+    postgres: dict[str, Any], mode: str, root_cert: str, ca_secret: tuple[str, str] | None
+) -> None:
+    inp = _tls_input(STRIMZI, postgres)
+    config = job_config(inp)
+    assert (config.postgres_sslmode, config.postgres_ssl_root_cert) == (mode, root_cert)
+    driver = render_spark_application(inp)["spec"]["driver"]["template"]["spec"]
+    volumes = {v["name"]: v for v in driver["volumes"]}
+    if ca_secret is None:
+        assert POSTGRES_CA_VOLUME not in volumes
+    else:
+        name, key = ca_secret
+        # Only ca.crt: CloudNativePG's <cluster>-ca Secret also holds the CA's private key.
+        assert volumes[POSTGRES_CA_VOLUME]["secret"] == {
+            "secretName": name,
+            "items": [{"key": key, "path": "ca.crt"}],
+        }
+
+
+@pytest.mark.parametrize(
+    ("kafka", "postgres", "message"),
+    [
+        (
+            {
+                **STRIMZI,
+                "tls": {},
+                "authentication": {**SCRAM, "securityProtocol": "SASL_PLAINTEXT"},
+            },
+            CNPG,
+            KAFKA_TLS_CONTRADICTION_MESSAGE,
+        ),
+        (STRIMZI, {**HOST, "tls": {"caSecretRef": {"name": "db-ca"}}}, POSTGRES_CA_UNUSED_MESSAGE),
+        (
+            STRIMZI,
+            {**CNPG, "tls": {"mode": "require", "caSecretRef": {"name": "db-ca"}}},
+            POSTGRES_CA_UNUSED_MESSAGE,
+        ),
+    ],
+    ids=["kafka-tls-with-sasl-plaintext", "host-ca-without-verifying", "cnpg-ca-with-require"],
+)
+def test_tls_settings_that_contradict_each_other_are_refused_naming_the_field(
+    kafka: dict[str, Any], postgres: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(minimal_spec(kafka=kafka, postgres=postgres))
+    assert message in str(info.value)

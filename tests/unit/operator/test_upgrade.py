@@ -113,6 +113,18 @@ def test_the_fingerprint_of_an_existing_pipeline_is_unchanged() -> None:
     assert upgrade_fingerprint(suspended) == "579b02997a35c3e4"
 
 
+def test_a_value_an_older_crd_defaulted_keeps_the_fingerprint() -> None:
+    """The CRD defaulted authentication.securityProtocol to SASL_PLAINTEXT until spec.kafka.tls
+    came; pipelines stored then carry the value, newer ones leave it unset: one fingerprint."""
+    kafka = minimal_spec()["kafka"]
+    auth = {"secretRef": {"name": "job-user"}}
+    unset = spec(kafka={**kafka, "authentication": auth})
+    stored = spec(kafka={**kafka, "authentication": {**auth, "securityProtocol": "SASL_PLAINTEXT"}})
+    assert upgrade_fingerprint(stored) == upgrade_fingerprint(unset)
+    tls = spec(kafka={**kafka, "authentication": {**auth, "securityProtocol": "SASL_SSL"}})
+    assert upgrade_fingerprint(tls) != upgrade_fingerprint(unset)
+
+
 def _crd_field(path: str) -> dict[str, Any] | None:
     node = crd_schema()["properties"]["spec"]
     for part in path.split("."):

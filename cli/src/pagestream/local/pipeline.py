@@ -25,6 +25,7 @@ from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
 PIPELINE_KIND = "PageAnalyticsPipeline"
 # The namespace a local pipeline pretends to live in; it only shows in rendered names.
 LOCAL_NAMESPACE = "local"
+LOCAL_EXAMPLE = "manifests/local/page-views.yaml"
 # A local pipeline keeps one checkpoint; the operator's epochs exist for stateless upgrades.
 LOCAL_CHECKPOINT_EPOCH = 1
 
@@ -65,22 +66,21 @@ def load_pipeline(path: Path) -> LocalPipeline:
         spec = parse_spec(resource["spec"])
     except SpecError as exc:  # the CRD accepted it; the operator's model should too
         raise PipelineFileError(f"{path}: {exc}") from exc
-    if spec.kafka.authentication is not None:
-        raise PipelineFileError(
-            str(
-                InvalidResource(
-                    PIPELINE_KIND,
-                    name,
-                    [
-                        FieldError(
-                            "spec.kafka.authentication",
-                            "the local Kafka broker has no SASL users; remove this section "
-                            "for a local run (manifests/local/page-views.yaml has none)",
-                        )
-                    ],
-                )
-            )
+    unsupported = [
+        FieldError(path, f"{why}; remove this section for a local run ({LOCAL_EXAMPLE} has none)")
+        for path, present, why in (
+            (
+                "spec.kafka.authentication",
+                spec.kafka.authentication is not None,
+                "the local Kafka broker has no SASL users",
+            ),
+            ("spec.kafka.tls", spec.kafka.tls is not None, "the local Kafka broker has no TLS"),
+            ("spec.postgres.tls", spec.postgres.tls is not None, "the local PostgreSQL has no TLS"),
         )
+        if present
+    ]
+    if unsupported:
+        raise PipelineFileError(str(InvalidResource(PIPELINE_KIND, name, unsupported)))
     return LocalPipeline(name=name, source=path, spec=spec, resource=resource)
 
 
@@ -106,6 +106,14 @@ def render_input(pipeline: LocalPipeline) -> RenderInput:
 
 
 def localize(pipeline: LocalPipeline, places: LocalPlaces) -> JobConfig:
-    """The operator's job configuration for ``pipeline``, with only the places changed."""
+    """The operator's job configuration for ``pipeline``, with only the places (and the plain
+    connections to them) changed."""
     rendered = job_config(render_input(pipeline))
-    return dataclasses.replace(rendered, **dataclasses.asdict(places))
+    return dataclasses.replace(
+        rendered,
+        **dataclasses.asdict(places),
+        # The local PostgreSQL serves no TLS (a cnpgCluster pipeline would otherwise verify a
+        # CloudNativePG certificate); the spec's tls sections are refused by load_pipeline.
+        postgres_sslmode="disable",
+        postgres_ssl_root_cert="",
+    )

@@ -25,6 +25,9 @@ SECRET_ENV = {
     "pii_hash_key": "PAGESTREAM_PII_HASH_KEY",
 }
 
+# libpq's sslmode values, weakest first (allow, prefer's weaker twin, is left out).
+POSTGRES_SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+
 _DURATION = re.compile(r"^\d+ (millisecond|milliseconds|second|seconds|minute|minutes|hour|hours)$")
 _UNIT_SECONDS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}
 
@@ -99,9 +102,16 @@ class JobConfig:
     postgres_port: int = 5432
     postgres_database: str = "pagestream"
     postgres_schema: str = "pagestream"
+    # libpq's sslmode, and for verify-ca / verify-full the PEM file with the server's CA
+    # (empty: the system trust store).
+    postgres_sslmode: str = "prefer"
+    postgres_ssl_root_cert: str = ""
     kafka_starting_offsets: str = "earliest"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    # A PEM file with the CA(s) that sign the brokers' certificates (SSL and SASL_SSL);
+    # empty: the system trust store. Host names are always verified.
+    kafka_tls_ca_file: str = ""
     max_offsets_per_trigger: int = 200_000
     trigger_interval: str = "5 seconds"
     # processing-time: run forever, a micro-batch every trigger_interval. available-now: drain
@@ -134,6 +144,20 @@ class JobConfig:
             raise JobConfigError(
                 "--kafka-sasl-mechanism must be SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
             )
+        if self.kafka_tls_ca_file and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            raise JobConfigError(
+                "--kafka-tls-ca-file is for TLS listeners: set --kafka-security-protocol to SSL "
+                "or SASL_SSL, or drop the CA file"
+            )
+        if self.postgres_sslmode not in POSTGRES_SSL_MODES:
+            raise JobConfigError(
+                f"--postgres-sslmode must be one of {', '.join(POSTGRES_SSL_MODES)}"
+            )
+        if self.postgres_ssl_root_cert and not self.postgres_sslmode.startswith("verify-"):
+            raise JobConfigError(
+                "--postgres-ssl-root-cert is only used to verify the server: set "
+                "--postgres-sslmode to verify-full (or verify-ca), or drop the CA file"
+            )
         if self.trigger_mode not in ("processing-time", "available-now"):
             raise JobConfigError("--trigger-mode must be processing-time or available-now")
         if self.max_offsets_per_trigger < 1:
@@ -149,10 +173,13 @@ class JobConfig:
             raise JobConfigError("--postgres-schema must be a lower-case SQL identifier")
 
     def to_args(self) -> list[str]:
-        """The job's command-line arguments, in declaration order (stable for golden files)."""
+        """The job's command-line arguments, in declaration order (stable for golden files).
+        An empty optional string (no CA file) is left out: its default is the same."""
         args: list[str] = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if value == "" and f.default == "":
+                continue
             if isinstance(value, bool):
                 args.append(f"--{_flag(f.name)}" if value else f"--no-{_flag(f.name)}")
             else:

@@ -33,9 +33,40 @@ class SinkUnavailable(RuntimeError):
     pass
 
 
+# libpq's words for a TLS failure that no retry can mend: the server's certificate, its name,
+# the CA file, or a server without TLS when the mode requires it.
+_TLS_FAILURES = (
+    "certificate verify failed",
+    "does not match host name",
+    "root certificate file",
+    "could not read root certificate",
+    "server does not support SSL",
+)
+
+
+def tls_failure_hint(message: str) -> str | None:
+    """What to check when ``message`` (a failed connection's) is a TLS failure, else None."""
+    if not any(words in message for words in _TLS_FAILURES):
+        return None
+    return (
+        "check that --postgres-ssl-root-cert holds the CA that signed the server's certificate "
+        "(spec.postgres.tls.caSecretRef, or the CloudNativePG cluster's <name>-ca), that the "
+        "certificate names --postgres-host, and --postgres-sslmode"
+    )
+
+
 def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def ssl_root_cert(config: JobConfig) -> str | None:
+    """libpq's sslrootcert for a verifying mode: the CA file, or ``system`` (the trust store)
+    without one, so libpq never falls back to a stray ~/.postgresql/root.crt; None (no
+    parameter) for the other modes."""
+    if not config.postgres_sslmode.startswith("verify-"):
+        return None
+    return config.postgres_ssl_root_cert or "system"
 
 
 def connect_postgres(
@@ -54,9 +85,17 @@ def connect_postgres(
                 password=secrets.postgres_password,
                 connect_timeout=5,
                 application_name=f"pagestream-{config.pipeline_name}",
+                sslmode=config.postgres_sslmode,
+                sslrootcert=ssl_root_cert(config),
             )
             return conn
         except psycopg2.OperationalError as exc:
+            hint = tls_failure_hint(str(exc))
+            if hint is not None:
+                raise SinkUnavailable(
+                    f"PostgreSQL at {config.postgres_host}:{config.postgres_port} failed TLS "
+                    f"(sslmode {config.postgres_sslmode}): {' '.join(str(exc).split())}; {hint}"
+                ) from exc
             last = exc
             log.warning(
                 "PostgreSQL not reachable (attempt %d/%d): %s; retrying in %.0fs",
