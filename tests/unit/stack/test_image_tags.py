@@ -121,3 +121,25 @@ def test_the_local_bases_are_selected_by_build_args_only(repo: Path) -> None:
 def test_dockerignore_follows_docker_rules(path: str, expected: bool) -> None:
     ignore = images.DockerIgnore.read(REPO_ROOT / "images/operator/Dockerfile.dockerignore")
     assert ignore.ignored(path) is expected
+
+
+def test_dockerfile_instructions_parse_as_docker_does(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "# syntax=docker/dockerfile:1.7\n"
+        "# a comment ending in a backslash continues nothing: \\\n"
+        "ARG A=1\n"
+        "\n"
+        "FROM ${A} AS one\n"
+        "RUN a \\\n"
+        "    # a comment within a continuation is dropped\n"
+        "\n"
+        "    b\n"
+        "copy x y\n"
+    )
+    assert images.dockerfile_instructions(dockerfile) == [
+        ("ARG", "A=1"),
+        ("FROM", "${A} AS one"),
+        ("RUN", "a  b"),
+        ("COPY", "x y"),
+    ]

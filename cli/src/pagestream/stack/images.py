@@ -122,14 +122,26 @@ def base_image_name(base: str) -> str:
 
 
 def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n(\s*#.*\n)*\s*", " ", dockerfile.read_text())
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped. As in
+    Docker's parser, a comment line is dropped whole (a backslash ending it continues nothing),
+    and so are comment and empty lines within a continuation."""
+    lines: list[str] = []
+    pending = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+        else:
+            lines.append(pending + line)
+            pending = ""
+    if pending.strip():
+        lines.append(pending.strip())
     out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
     return out
 
 
