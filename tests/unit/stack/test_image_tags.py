@@ -57,25 +57,20 @@ def test_unchanged_inputs_give_the_same_tags(repo: Path) -> None:
     assert ref.reference == f"localhost/pagestream-operator:{first['operator']}"
 
 
-def test_a_change_under_operator_src_changes_only_the_operator_tag(repo: Path) -> None:
+@pytest.mark.parametrize(
+    ("component", "code"),
+    [("operator", "operator/src"), ("simulator", "simulator/src"), ("spark", "spark-apps/src")],
+)
+def test_a_change_under_a_components_code_changes_only_its_tag(
+    repo: Path, component: str, code: str
+) -> None:
     before = tags(repo)
-    source = next((repo / "operator/src").rglob("*.py"))
+    source = next((repo / code).rglob("*.py"))
     source.write_text(source.read_text() + "\n# changed\n")
     after = tags(repo)
-    assert after["operator"] != before["operator"]
-    assert {c: t for c, t in after.items() if c != "operator"} == {
-        c: t for c, t in before.items() if c != "operator"
-    }
-
-
-def test_a_change_under_simulator_src_changes_only_the_simulator_tag(repo: Path) -> None:
-    before = tags(repo)
-    source = next((repo / "simulator/src").rglob("*.py"))
-    source.write_text(source.read_text() + "\n# changed\n")
-    after = tags(repo)
-    assert after["simulator"] != before["simulator"]
-    assert {c: t for c, t in after.items() if c != "simulator"} == {
-        c: t for c, t in before.items() if c != "simulator"
+    assert after[component] != before[component]
+    assert {c: t for c, t in after.items() if c != component} == {
+        c: t for c, t in before.items() if c != component
     }
 
 
