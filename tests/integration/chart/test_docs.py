@@ -4,6 +4,7 @@ accepted by the real helm and kubectl (`--help` of that subcommand lists each fl
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import yaml
 from chart_harness import CHART, go_module_dir
 
 from pagestream.stack.helm import Helm
+from pagestream.stack.images import RECIPES
 from pagestream.stack.paths import REPO_ROOT
 
 pytestmark = pytest.mark.helm
@@ -58,13 +60,29 @@ def test_quickstart_is_complete_and_in_order() -> None:
     added = {c[4].rstrip("/") for c in COMMANDS if c[:3] == ["helm", "repo", "add"]}
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert added == {d["repository"].rstrip("/") for d in chart["dependencies"]}
-    # Every image Dockerfile is built, and every built image is loaded into kind.
-    built = {c[c.index("-t") + 1] for c in COMMANDS if c[:2] == ["docker", "build"]}
-    assert len(built) == len(list((REPO_ROOT / "images").glob("*/Dockerfile"))) == 3
+    # Every component's image is built as its recipe says, and every built image is loaded
+    # into kind.
+    builds = [c for c in COMMANDS if c[:2] == ["docker", "build"]]
+    assert sorted(map(build_recipe, builds), key=lambda b: b[0]) == [
+        (c, r.dockerfile, r.target, dict(r.args)) for c, r in sorted(RECIPES.items())
+    ]
+    built = {c[c.index("-t") + 1] for c in builds}
     (load,) = [c for c in COMMANDS if c[:3] == ["kind", "load", "docker-image"]]
     assert built <= set(load)
     cluster = yaml.safe_load((REPO_ROOT / "manifests/kind-cluster.yaml").read_text())
     assert load[load.index("--name") + 1] == cluster["name"]
+
+
+def build_recipe(command: list[str]) -> tuple[str, str, str | None, dict[str, str]]:
+    """What a `docker build` builds: (component, Dockerfile, --target, --build-args)."""
+    opts: dict[str, list[str]] = {}
+    for flag, value in itertools.pairwise(command):
+        if flag in {"-f", "-t", "--target", "--build-arg"}:
+            opts.setdefault(flag, []).append(value)
+    assert command[-1] == "." and len(opts["-f"]) == len(opts["-t"]) == 1, command
+    component = opts["-t"][0].split(":")[0].removeprefix("pagestream-")
+    args = dict(a.split("=", 1) for a in opts.get("--build-arg", []))
+    return component, opts["-f"][0], (opts.get("--target") or [None])[0], args
 
 
 def test_every_file_named_exists() -> None:

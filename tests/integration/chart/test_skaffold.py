@@ -20,6 +20,7 @@ import pytest
 import yaml
 from chart_harness import go_module_dir
 
+from pagestream.stack.images import RECIPES
 from pagestream.stack.paths import REPO_ROOT, StackPaths
 
 SKAFFOLD_MODULE = "github.com/GoogleContainerTools/skaffold/v2"
@@ -76,6 +77,20 @@ def test_it_builds_the_three_images_from_existing_dockerfiles(config: dict[str, 
         assert (
             REPO_ROOT / artifact.get("context", ".") / artifact["docker"]["dockerfile"]
         ).is_file()
+
+
+def test_it_builds_each_image_as_pagestreams_builder_does(config: dict[str, Any]) -> None:
+    """The Dockerfile, target and build arguments of each artifact are its recipe's."""
+    built = {}
+    for artifact in config["build"]["artifacts"]:
+        docker = artifact["docker"]
+        assert Path(artifact.get("context", ".")) == Path(".")
+        built[artifact["image"].removeprefix("pagestream-")] = (
+            docker["dockerfile"],
+            docker.get("target"),
+            docker.get("buildArgs", {}),
+        )
+    assert built == {c: (r.dockerfile, r.target, dict(r.args)) for c, r in RECIPES.items()}
 
 
 def test_deploys_the_chart_with_the_built_tags(config: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """Image tags (pagestream.stack.images.component_tag) are digests of what a build reads: the
-same inputs give the same tag, a change reaches only the images that COPY it, and what the
-Dockerfile.dockerignore drops changes nothing. Pure: no buildah, no image is built."""
+same inputs give the same tag, a change reaches only the images that COPY it (the operator and
+the simulator are two targets of one Dockerfile, each COPYing its own code by its APP build
+argument), and what the Dockerfile.dockerignore drops changes nothing. Pure: no buildah, no
+image is built."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pagestream.stack import images
+from pagestream.stack.errors import StackError
 from pagestream.stack.paths import REPO_ROOT
 
 # What the Dockerfiles and their bases read, copied so that a test can change it.
@@ -54,15 +57,66 @@ def test_unchanged_inputs_give_the_same_tags(repo: Path) -> None:
     assert ref.reference == f"localhost/pagestream-operator:{first['operator']}"
 
 
-def test_a_change_under_operator_src_changes_only_the_operator_tag(repo: Path) -> None:
+@pytest.mark.parametrize(
+    ("component", "code"),
+    [("operator", "operator/src"), ("simulator", "simulator/src"), ("spark", "spark-apps/src")],
+)
+def test_a_change_under_a_components_code_changes_only_its_tag(
+    repo: Path, component: str, code: str
+) -> None:
     before = tags(repo)
-    source = next((repo / "operator/src").rglob("*.py"))
+    source = next((repo / code).rglob("*.py"))
     source.write_text(source.read_text() + "\n# changed\n")
     after = tags(repo)
-    assert after["operator"] != before["operator"]
-    assert {c: t for c, t in after.items() if c != "operator"} == {
-        c: t for c, t in before.items() if c != "operator"
+    assert after[component] != before[component]
+    assert {c: t for c, t in after.items() if c != component} == {
+        c: t for c, t in before.items() if c != component
     }
+
+
+def test_each_app_digests_only_its_own_code(repo: Path) -> None:
+    """One Dockerfile, `COPY ${APP}/src`: the APP build argument decides what is copied."""
+    inputs = {c: images.component_inputs(c, root=repo) for c in ("operator", "simulator")}
+    for app, other in (("operator", "simulator"), ("simulator", "operator")):
+        assert images.RECIPES[app].dockerfile == images.RECIPES[other].dockerfile
+        tops = {p.parts[0] for p in inputs[app] if p.parts[1:2] == ("src",)}
+        assert tops == {app}
+        assert {p.parts[:2] for p in inputs[app] if p.parts[0] == "libs"} == {("libs", "common")}
+        assert not [p for p in inputs[app] if p.parts[0] == other and p.name != "pyproject.toml"]
+
+
+def test_the_target_is_part_of_the_tag(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = images.component_tag("operator", root=repo)
+    recipe = images.RECIPES["operator"]
+    monkeypatch.setitem(
+        images.RECIPES, "operator", images.ImageRecipe(recipe.dockerfile, "runtime", recipe.args)
+    )
+    assert images.component_tag("operator", root=repo) != before
+
+
+def test_a_target_builds_only_the_stages_it_needs() -> None:
+    dockerfile = REPO_ROOT / images.RECIPES["operator"].dockerfile
+    stages = {
+        target: [s.name for s in images.dockerfile_stages(dockerfile, target)]
+        for target in ("operator", "simulator")
+    }
+    assert stages == {
+        "operator": ["uv", "build", "runtime", "operator"],
+        "simulator": ["uv", "build", "runtime", "simulator"],
+    }
+    with pytest.raises(StackError, match="no stage"):
+        images.dockerfile_stages(dockerfile, "nonexistent")
+
+
+def test_a_copy_source_naming_an_arg_without_a_value_is_an_error(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = images.RECIPES["simulator"]
+    monkeypatch.setitem(
+        images.RECIPES, "simulator", images.ImageRecipe(recipe.dockerfile, recipe.target)
+    )
+    with pytest.raises(StackError, match=r"\$APP has no value"):
+        images.component_tag("simulator", root=repo)
 
 
 def test_a_change_to_shared_inputs_changes_every_image_that_copies_them(repo: Path) -> None:
@@ -102,22 +156,59 @@ def test_the_local_bases_are_selected_by_build_args_only(repo: Path) -> None:
     args = images.component_build_args("spark", root=repo)
     assert set(args) == {"SPARK_IMAGE", "MAVEN_IMAGE", "UV_IMAGE", "UV_PYTHON_PREFERENCE"}
     assert all(v.startswith("localhost/pagestream-base-") for k, v in args.items() if "IMAGE" in k)
-    assert set(images.component_build_args("operator", root=repo)) == {"PYTHON_IMAGE", "UV_IMAGE"}
+    for app in ("operator", "simulator"):
+        args = images.component_build_args(app, root=repo)
+        # APP is the recipe's own (it picks the app, with or without the local bases).
+        assert set(args) == {"PYTHON_IMAGE", "UV_IMAGE", "APP"} and args["APP"] == app
+        assert all(
+            v.startswith("localhost/pagestream-base-") for k, v in args.items() if k != "APP"
+        )
 
 
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("component", "path", "expected"),
     [
-        ("README.md", True),
-        ("pyproject.toml", False),
-        ("operator/src/pagestream_operator/render.py", False),
-        ("operator/src/pagestream_operator/__pycache__/render.cpython-311.pyc", True),
-        ("operator/tests/test_x.py", True),
-        ("spark-apps/main.py", False),
-        ("tools/maven/spark/pom.xml", False),
-        ("tools/maven/kafka/pom.xml", True),
+        ("spark", "README.md", True),
+        ("spark", "pyproject.toml", False),
+        ("spark", "operator/src/pagestream_operator/render.py", False),
+        ("spark", "operator/src/pagestream_operator/__pycache__/render.cpython-311.pyc", True),
+        ("spark", "operator/tests/test_x.py", True),
+        ("spark", "spark-apps/main.py", False),
+        ("spark", "tools/maven/spark/pom.xml", False),
+        ("spark", "tools/maven/kafka/pom.xml", True),
+        ("operator", "README.md", True),
+        ("operator", "operator/src/pagestream_operator/render.py", False),
+        ("operator", "simulator/src/pagestream_simulator/__init__.py", False),
+        ("operator", "libs/common/src/pagestream_common/__pycache__/x.cpython-311.pyc", True),
+        ("operator", "spark-apps/pyproject.toml", False),
+        ("operator", "spark-apps/main.py", True),
+        ("operator", "spark-apps/src/pagestream_spark/job.py", True),
+        ("operator", "tools/maven/spark/pom.xml", True),
     ],
 )
-def test_dockerignore_follows_docker_rules(path: str, expected: bool) -> None:
-    ignore = images.DockerIgnore.read(REPO_ROOT / "images/operator/Dockerfile.dockerignore")
+def test_dockerignore_follows_docker_rules(component: str, path: str, expected: bool) -> None:
+    dockerfile = REPO_ROOT / images.RECIPES[component].dockerfile
+    ignore = images.DockerIgnore.read(images.ignore_file(dockerfile))
     assert ignore.ignored(path) is expected
+
+
+def test_dockerfile_instructions_parse_as_docker_does(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "# syntax=docker/dockerfile:1.7\n"
+        "# a comment ending in a backslash continues nothing: \\\n"
+        "ARG A=1\n"
+        "\n"
+        "FROM ${A} AS one\n"
+        "RUN a \\\n"
+        "    # a comment within a continuation is dropped\n"
+        "\n"
+        "    b\n"
+        "copy x y\n"
+    )
+    assert images.dockerfile_instructions(dockerfile) == [
+        ("ARG", "A=1"),
+        ("FROM", "${A} AS one"),
+        ("RUN", "a  b"),
+        ("COPY", "x y"),
+    ]

@@ -1,18 +1,21 @@
 """pagestream's images, built here without a Docker engine or a registry.
 
-buildah builds the project's own Dockerfiles (``images/<component>/Dockerfile``) unchanged; only
-their base images differ, chosen by ``--build-arg`` (PYTHON_IMAGE, UV_IMAGE, MAVEN_IMAGE,
-SPARK_IMAGE). The bases are made here too (``images/base/<name>/Dockerfile``): a Debian
-bookworm minbase root filesystem from debootstrap, and from it a Python, a Maven and a Spark
-base that install Debian packages from the machine's own Debian mirror (read from its apt
-sources), plus a ``FROM scratch`` image holding the host's uv binary.
+buildah builds the project's own Dockerfiles unchanged, each component's image as
+:data:`RECIPES` says (its Dockerfile, ``--target`` and build arguments: the Python apps are
+targets of ``images/python-app/Dockerfile``); only their base images differ, chosen by
+``--build-arg`` (PYTHON_IMAGE, UV_IMAGE, MAVEN_IMAGE, SPARK_IMAGE). The bases are made here too
+(``images/base/<name>/Dockerfile``): a Debian bookworm minbase root filesystem from debootstrap,
+and from it a Python, a Maven and a Spark base that install Debian packages from the machine's
+own Debian mirror (read from its apt sources), plus a ``FROM scratch`` image holding the host's
+uv binary.
 
-Every image's tag is a digest of its inputs (:func:`component_tag`): the Dockerfile, the files
-it can COPY from its context, its build arguments and its bases' tags. A tag already in the
-storage is never built again. The storage is ``<cache>/containers`` (``buildah --root``); each
-buildah runs in a private mount namespace whose run root is a tmpfs, so a build leaves no mount
-and no run state behind, even when killed. Builds use ``--isolation chroot --network host``:
-no network namespace, bridge, iptables rule or sysctl is touched.
+Every image's tag is a digest of its inputs (:func:`component_tag`): the Dockerfile and target,
+the files the target's stages can COPY from its context, its build arguments and its bases'
+tags. A tag already in the storage is never built again. The storage is ``<cache>/containers``
+(``buildah --root``); each buildah runs in a private mount namespace whose run root is a tmpfs,
+so a build leaves no mount and no run state behind, even when killed. Builds use
+``--isolation chroot --network host``: no network namespace, bridge, iptables rule or sysctl is
+touched.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,27 @@ IMAGES_DIR = REPO_ROOT / "images"
 BASES_DIR = IMAGES_DIR / "base"
 PLATFORM_DIR = IMAGES_DIR / "platform"
 REGISTRY = "localhost"
-COMPONENTS = ("operator", "simulator", "spark")
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """How a component's image is built from the repository root (the build context): the
+    Dockerfile (relative to it), the stage that is the image (``--target``; None for the last)
+    and the build arguments that make it this image (the local bases' come on top)."""
+
+    dockerfile: str
+    target: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+# The one table of which Dockerfile, target and build arguments make each component's image;
+# skaffold.yaml's artifacts and docs/kubernetes.md's `docker build`s say the same (tests check).
+RECIPES: dict[str, ImageRecipe] = {
+    "operator": ImageRecipe("images/python-app/Dockerfile", "operator", {"APP": "operator"}),
+    "simulator": ImageRecipe("images/python-app/Dockerfile", "simulator", {"APP": "simulator"}),
+    "spark": ImageRecipe("images/spark/Dockerfile"),
+}
+COMPONENTS = tuple(RECIPES)
 
 DEBIAN_SUITE = "bookworm"
 # Bump when the rootfs recipe below changes (what debootstrap gets, what the tar leaves out).
@@ -122,37 +145,148 @@ def base_image_name(base: str) -> str:
 
 
 def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n(\s*#.*\n)*\s*", " ", dockerfile.read_text())
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped. As in
+    Docker's parser, a comment line is dropped whole (a backslash ending it continues nothing),
+    and so are comment and empty lines within a continuation."""
+    lines: list[str] = []
+    pending = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+        else:
+            lines.append(pending + line)
+            pending = ""
+    if pending.strip():
+        lines.append(pending.strip())
     out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
     return out
 
 
-def _context_sources(dockerfile: Path) -> list[str]:
-    """The sources of every COPY/ADD from the build context (not ``--from`` a stage)."""
-    sources: list[str] = []
+@dataclass(frozen=True)
+class Stage:
+    """One build stage: its name (``AS`` name, else its index), its FROM image as written, and
+    its instructions after the FROM."""
+
+    name: str
+    image: str
+    steps: tuple[tuple[str, str], ...]
+
+    def needs(self) -> set[str]:
+        """The names or indexes of the stages (or images) it builds on or copies from."""
+        used = {self.image}
+        for word, rest in self.steps:
+            if word in {"COPY", "ADD"}:
+                used |= set(re.findall(r"--from=(\S+)", rest))
+        return used
+
+
+def dockerfile_stages(dockerfile: Path, target: str | None = None) -> list[Stage]:
+    """The stages a build of ``target`` (the last stage if None) runs: it and every stage it
+    needs through FROM or COPY --from, in the file's order (as BuildKit and buildah skip the
+    others)."""
+    stages: list[Stage] = []
     for word, rest in dockerfile_instructions(dockerfile):
-        if word not in {"COPY", "ADD"} or "--from=" in rest:
-            continue
-        if rest.lstrip().startswith("["):
-            parts = json.loads(rest)
-        else:
-            parts = [p for p in rest.split() if not p.startswith("--")]
-        sources += parts[:-1]
+        if word == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]  # --platform=...
+            named = len(words) >= 3 and words[-2].upper() == "AS"
+            stages.append(Stage(words[-1] if named else str(len(stages)), words[0], ()))
+        elif stages:
+            last = stages[-1]
+            stages[-1] = Stage(last.name, last.image, (*last.steps, (word, rest)))
+    by_name = {s.name: s for s in stages} | {str(i): s for i, s in enumerate(stages)}
+    if not stages:
+        raise StackError(f"{dockerfile} has no FROM")
+    if target is not None and target not in by_name:
+        raise StackError(
+            f"{dockerfile} has no stage {target!r}", hint=f"one of: {', '.join(by_name)}"
+        )
+    wanted: set[str] = set()
+    todo = [by_name[target] if target is not None else stages[-1]]
+    while todo:
+        stage = todo.pop()
+        if stage.name not in wanted:
+            wanted.add(stage.name)
+            todo += [by_name[n] for n in stage.needs() if n in by_name]
+    return [s for s in stages if s.name in wanted]
+
+
+def _declare(
+    arg: str, build_args: Mapping[str, str], inherited: Mapping[str, str]
+) -> dict[str, str]:
+    """What an ``ARG NAME[=default] ...`` sets: the build argument given, else the default,
+    else (in a stage) the value of the ARG of that name before the first FROM; else nothing."""
+    values = {}
+    for name, eq, default in (item.partition("=") for item in arg.split()):
+        if name in build_args:
+            values[name] = build_args[name]
+        elif eq:
+            values[name] = default.strip("\"'")
+        elif name in inherited:
+            values[name] = inherited[name]
+    return values
+
+
+def _global_args(dockerfile: Path, build_args: Mapping[str, str]) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their values for this build."""
+    values: dict[str, str] = {}
+    for word, rest in dockerfile_instructions(dockerfile):
+        if word == "FROM":
+            break
+        if word == "ARG":
+            values |= _declare(rest, build_args, {})
+    return values
+
+
+def _expand(text: str, values: Mapping[str, str], where: str) -> str:
+    """``$NAME`` and ``${NAME}`` in ``text`` replaced by their values, as Docker expands them."""
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in values:
+            raise StackError(
+                f"{where}: ${name} has no value", hint=f"declare ARG {name} and give it a value"
+            )
+        return values[name]
+
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", value, text)
+
+
+def _context_sources(
+    dockerfile: Path, target: str | None = None, build_args: Mapping[str, str] | None = None
+) -> list[str]:
+    """The sources of every COPY/ADD from the build context (not ``--from`` a stage) in the
+    stages a build of ``target`` runs, with the stage's ARGs expanded as ``build_args`` set
+    them."""
+    build_args = build_args or {}
+    global_args = _global_args(dockerfile, build_args)
+    sources: list[str] = []
+    for stage in dockerfile_stages(dockerfile, target):
+        values: dict[str, str] = {}
+        for word, rest in stage.steps:
+            if word == "ARG":
+                values |= _declare(rest, build_args, global_args)
+            if word not in {"COPY", "ADD"} or "--from=" in rest:
+                continue
+            if rest.lstrip().startswith("["):
+                parts = json.loads(rest)
+            else:
+                parts = [p for p in rest.split() if not p.startswith("--")]
+            where = f"{dockerfile}, stage {stage.name}: {word} {rest}"
+            sources += [_expand(p, values, where) for p in parts[:-1]]
     return sources
 
 
-def _base_args(dockerfile: Path) -> list[str]:
-    """The BASE_ARGS this Dockerfile's FROM lines use."""
+def _base_args(dockerfile: Path, target: str | None = None) -> list[str]:
+    """The BASE_ARGS the FROM lines of the stages a build of ``target`` runs use."""
     used = set()
-    for word, rest in dockerfile_instructions(dockerfile):
-        if word == "FROM":
-            used |= set(re.findall(r"\$\{?(\w+)\}?", rest.split()[0]))
+    for stage in dockerfile_stages(dockerfile, target):
+        used |= set(re.findall(r"\$\{?(\w+)\}?", stage.image))
     return sorted(a for a in used if a in BASE_ARGS)
 
 
@@ -212,10 +346,18 @@ class DockerIgnore:
         return verdict
 
 
-def context_files(dockerfile: Path, context: Path, ignore: DockerIgnore) -> list[Path]:
-    """Every file of ``context`` that a COPY/ADD of ``dockerfile`` can take, sorted."""
+def context_files(
+    dockerfile: Path,
+    context: Path,
+    ignore: DockerIgnore,
+    *,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Every file of ``context`` that a COPY/ADD of ``dockerfile`` can take in a build of
+    ``target`` with ``build_args``, sorted."""
     files: set[Path] = set()
-    for source in _context_sources(dockerfile):
+    for source in _context_sources(dockerfile, target, build_args):
         matches = sorted(context.glob(source)) if any(c in source for c in "*?[") else []
         for path in matches or [context / source]:
             if path.is_dir() and not path.is_symlink():
@@ -313,36 +455,63 @@ def base_ref(base: str, root: Path = REPO_ROOT) -> ImageRef:
     return ImageRef(base_image_name(base), base_tag(base, root))
 
 
-def _dockerfile(component: str, root: Path = REPO_ROOT) -> Path:
-    if component not in COMPONENTS:
+def _recipe(component: str) -> ImageRecipe:
+    if component not in RECIPES:
         raise StackError(
             f"unknown image component {component!r}", hint=f"one of: {', '.join(COMPONENTS)}"
         )
-    return root / "images" / component / "Dockerfile"
+    return RECIPES[component]
+
+
+def _dockerfile(component: str, root: Path = REPO_ROOT) -> Path:
+    return root / _recipe(component).dockerfile
+
+
+def ignore_file(dockerfile: Path) -> Path:
+    """The Dockerfile's own .dockerignore (``<Dockerfile>.dockerignore``, beside it)."""
+    return dockerfile.with_name(f"{dockerfile.name}.dockerignore")
 
 
 def component_build_args(component: str, root: Path = REPO_ROOT) -> dict[str, str]:
-    """The ``--build-arg``s that select the local bases (and what they need) for a component."""
+    """A component's ``--build-arg``s: its recipe's, and those that select the local bases
+    (and what they need)."""
+    recipe = _recipe(component)
     dockerfile = _dockerfile(component, root)
-    args = {arg: base_ref(BASE_ARGS[arg], root).reference for arg in _base_args(dockerfile)}
+    args = dict(recipe.args)
+    for arg in _base_args(dockerfile, recipe.target):
+        args[arg] = base_ref(BASE_ARGS[arg], root).reference
     args.update(EXTRA_ARGS.get(component, {}))
     return args
 
 
+def _component_files(component: str, root: Path) -> list[Path]:
+    """The context files a build of the component can COPY (honouring the .dockerignore)."""
+    dockerfile = _dockerfile(component, root)
+    return context_files(
+        dockerfile,
+        root,
+        DockerIgnore.read(ignore_file(dockerfile)),
+        target=_recipe(component).target,
+        build_args=component_build_args(component, root),
+    )
+
+
 def component_tag(component: str, *, root: Path = REPO_ROOT) -> str:
-    """The tag of a component's image: a digest of its Dockerfile, of every context file it
-    can COPY (honouring its Dockerfile.dockerignore), of its build arguments and so of its
+    """The tag of a component's image: a digest of its Dockerfile and target, of every
+    context file the target's stages can COPY (honouring the Dockerfile's .dockerignore, with
+    the component's build arguments in the sources), of its build arguments and so of its
     bases' tags. Unchanged inputs give the same tag. Reads only files under ``root`` (the
     repository, the build context)."""
     dockerfile = _dockerfile(component, root)
-    ignore_file = dockerfile.with_name("Dockerfile.dockerignore")
-    files = context_files(dockerfile, root, DockerIgnore.read(ignore_file))
+    target = _recipe(component).target
+    ignore = ignore_file(dockerfile)
     args = component_build_args(component, root)
     return _digest(
         f"component {component}",
         dockerfile.read_bytes(),
-        ignore_file.read_bytes() if ignore_file.exists() else b"",
-        *_file_parts(files, root),
+        *([f"target {target}"] if target is not None else []),
+        ignore.read_bytes() if ignore.exists() else b"",
+        *_file_parts(_component_files(component, root), root),
         *(f"{k}={v}" for k, v in sorted(args.items())),
     )
 
@@ -351,12 +520,9 @@ def component_inputs(component: str, *, root: Path = REPO_ROOT) -> list[Path]:
     """Every file under ``root`` a component's tag depends on, relative to ``root``: what a
     file watcher (skaffold's custom build dependencies) must watch. The tag is the digest."""
     dockerfile = _dockerfile(component, root)
-    ignore_file = dockerfile.with_name("Dockerfile.dockerignore")
-    files = [dockerfile, *context_files(dockerfile, root, DockerIgnore.read(ignore_file))]
-    if ignore_file.exists():
-        files.append(ignore_file)
+    files = [dockerfile, ignore_file(dockerfile), *_component_files(component, root)]
     bases: set[str] = set()
-    for arg in _base_args(dockerfile):
+    for arg in _base_args(dockerfile, _recipe(component).target):
         base: str | None = BASE_ARGS[arg]
         while base:
             bases.add(base)
@@ -592,6 +758,7 @@ class ImageBuilder:
         *,
         dockerfile: Path,
         context: Path,
+        target: str | None = None,
         ignorefile: Path | None = None,
         build_args: Mapping[str, str] | None = None,
         volumes: Sequence[tuple[Path, str]] = (),
@@ -610,6 +777,8 @@ class ImageBuilder:
             "-t",
             ref.reference,
         ]
+        if target is not None:
+            args += ["--target", target]
         if ignorefile is not None:
             args += ["--ignorefile", str(ignorefile)]
         for key, value in sorted((build_args or {}).items()):
@@ -913,7 +1082,7 @@ class ImageBuilder:
     # -- the project's images
 
     def build_component(self, component: str, *, source: Path = REPO_ROOT) -> ImageRef:
-        """Build ``images/<component>/Dockerfile`` on the local bases, then check it runs.
+        """Build a component's image as its recipe says, on the local bases; then check it runs.
         A no-op when the image with this tag is already in the storage. ``source`` is the
         build context: this checkout, or another one (skaffold passes its own)."""
         ref = ImageRef(image_name(component), component_tag(component, root=source))
@@ -921,8 +1090,9 @@ class ImageBuilder:
             if self.exists(ref):
                 log.info("image %s is up to date", ref.reference)
                 return ref
+        recipe = _recipe(component)
         dockerfile = _dockerfile(component, source)
-        bases = [BASE_ARGS[a] for a in _base_args(dockerfile)]
+        bases = [BASE_ARGS[a] for a in _base_args(dockerfile, recipe.target)]
         for base in bases:
             self.build_base(base)
         volumes = self._build_volumes(maven="maven" in bases)
@@ -934,7 +1104,8 @@ class ImageBuilder:
                 ref,
                 dockerfile=dockerfile,
                 context=source,
-                ignorefile=dockerfile.with_name("Dockerfile.dockerignore"),
+                target=recipe.target,
+                ignorefile=ignore_file(dockerfile),
                 build_args=component_build_args(component, source),
                 volumes=volumes,
             )
