@@ -1,13 +1,20 @@
-"""Print the values table of README.md from values.yaml's `# --` comments (the helm-docs
+"""Print the values table of README.md from values.yaml and its `# --` comments (the helm-docs
 convention). `python charts/pagestream/hack/values_table.py` rewrites the table in README.md;
-tests/unit/chart/test_chart_readme.py checks that it is up to date."""
+`--check` only says whether it is up to date (exit status 1 if not), as
+tests/unit/chart/test_chart_readme.py does.
+
+Every leaf value (a scalar, a list, or an empty map) is a row, with its default; a map with a
+`# --` comment of its own is a row too (no default: its leaves follow it), so a group of values
+is described once, above its members."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -43,30 +50,51 @@ def documented(values_text: str) -> list[tuple[str, str]]:
     return out
 
 
-def default(values: dict, key: str) -> str:
-    node = values
-    for part in key.split("."):
-        node = node[part]
-    return json.dumps(node)
+def is_leaf(node: Any) -> bool:
+    return not isinstance(node, dict) or not node
+
+
+def rows(values: dict[str, Any], descriptions: dict[str, str]) -> Iterator[tuple[str, str, str]]:
+    """(key, default, description) in the order of values.yaml; default is "" for a group."""
+
+    def walk(node: dict[str, Any], prefix: str) -> Iterator[tuple[str, str, str]]:
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            if is_leaf(value):
+                yield key, f"`{json.dumps(value)}`", descriptions.get(key, "")
+                continue
+            if key in descriptions:
+                yield key, "", descriptions[key]
+            yield from walk(value, f"{key}.")
+
+    yield from walk(values, "")
 
 
 def table() -> str:
     text = (CHART / "values.yaml").read_text()
     values = yaml.safe_load(text)
-    rows = ["| key | default | description |", "|---|---|---|"]
-    for key, desc in documented(text):
-        rows.append(f"| `{key}` | `{default(values, key)}` | {desc} |")
-    return "\n".join(rows)
+    out = ["| key | default | description |", "|---|---|---|"]
+    for key, default, desc in rows(values, dict(documented(text))):
+        out.append(f"| `{key}` | {default} | {desc} |")
+    return "\n".join(out)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     readme = CHART / "README.md"
     text = readme.read_text()
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    current, tail = rest.split(END, 1)
+    if argv == ["--check"]:
+        if current.strip() == table():
+            return 0
+        print(f"{readme}: the values table is stale; run: python3 {Path(__file__)}")
+        return 1
+    if argv:
+        print(f"usage: {Path(__file__).name} [--check]", file=sys.stderr)
+        return 2
     readme.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

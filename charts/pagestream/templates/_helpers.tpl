@@ -62,8 +62,15 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{- /* repository@digest when a digest is given (it wins over the tag), else repository:tag
+(the tag defaulting to the chart's appVersion). */}}
 {{- define "pagestream.operator.image" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
+{{- $image := .Values.operator.image -}}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
 {{- end }}
 
 {{- /* Labels for a data-plane object; `component` names its role. */}}

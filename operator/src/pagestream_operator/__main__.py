@@ -1,5 +1,6 @@
 """``python -m pagestream_operator``: run the operator standalone (no peering), with JSON logs,
-a liveness endpoint (kopf's ``/healthz``) and a Prometheus metrics port."""
+a liveness endpoint (kopf's ``/healthz``), a readiness endpoint (``/readyz``, readiness.py) and a
+Prometheus metrics port."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from pagestream_common.logs import configure_logging
     from pagestream_operator.apply import new_api
     from pagestream_operator.handlers import register
+    from pagestream_operator.readiness import Readiness, serve
 
     configure_logging(settings.log_level, json_output=settings.log_format == "json")
     for handler in logging.getLogger().handlers:
@@ -53,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         if settings.liveness_port
         else None
     )
+    # kopf raises `started` once its startup handlers have run, which is when its watches start.
+    readiness = Readiness(lambda: api.check_pipelines_readable(settings.namespaces))
+    ready_url = None
+    if settings.readiness_port:
+        serve(readiness, settings.bind_address, settings.readiness_port)
+        ready_url = f"http://{settings.bind_address}:{settings.readiness_port}/readyz"
     log.info(
         "starting",
         extra={
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "resync_seconds": settings.resync_seconds,
             "metrics_port": settings.metrics_port,
             "liveness": liveness,
+            "readiness": ready_url,
         },
     )
     kopf.run(
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=liveness,
+        ready_flag=readiness.started,
     )
     return 0
 

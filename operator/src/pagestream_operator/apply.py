@@ -13,6 +13,7 @@ way. A 404 on delete counts as success: the object is gone either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,7 @@ class KubeApi:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        timeout: float = 30,
     ) -> dict[str, Any] | None:
         method, url, headers, payload, post = self.api_client.param_serialize(
             method=method,
@@ -102,7 +104,12 @@ class KubeApi:
             auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(
-            method, url, header_params=headers, body=payload, post_params=post, _request_timeout=30
+            method,
+            url,
+            header_params=headers,
+            body=payload,
+            post_params=post,
+            _request_timeout=timeout,
         )
         response.read()
         text = response.data.decode() if response.data else ""
@@ -163,6 +170,21 @@ class KubeApi:
             body={"status": status},
             content_type="application/merge-patch+json",
         )
+
+    def check_pipelines_readable(self, namespaces: Sequence[str], *, timeout: float = 4) -> None:
+        """List at most one pipeline in each namespace (all of them if none is given), as the
+        operator's watches do; raise, saying where and why, if the API server refuses or does
+        not answer. The readiness check (readiness.py)."""
+        base = f"/apis/{PIPELINE_API}"
+        for namespace in namespaces or [""]:
+            path = f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+            where = f"in namespace {namespace}" if namespace else "in all namespaces"
+            try:
+                self._call("GET", path, query=[("limit", "1")], timeout=timeout)
+            except ApiException as exc:
+                raise RuntimeError(f"listing {PLURAL} {where}: {exc.status} {exc.reason}") from exc
+            except Exception as exc:
+                raise RuntimeError(f"listing {PLURAL} {where}: {exc}") from exc
 
 
 def new_api(kubeconfig: str | None = None, *, pool_size: int = 8) -> KubeApi:

@@ -29,6 +29,9 @@ class OperatorSettings(BaseModel):
     )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables metrics.")
     liveness_port: int = Field(default=8081, ge=0, le=65535, description="0 disables /healthz.")
+    readiness_port: int = Field(
+        default=0, ge=0, le=65535, description="Serves /readyz when set; 0 (the default) does not."
+    )
     bind_address: str = "0.0.0.0"
     kubeconfig: str | None = Field(default=None, description="Else $KUBECONFIG or in-cluster.")
     workers: int = Field(default=8, ge=1, le=128, description="Threads running reconciles.")
@@ -69,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-seconds", type=float)
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--liveness-port", type=int)
+    p.add_argument("--readiness-port", type=int)
     p.add_argument("--bind-address")
     p.add_argument("--kubeconfig")
     p.add_argument("--workers", type=int)

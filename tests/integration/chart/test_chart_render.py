@@ -20,6 +20,9 @@ from chart_harness import (
     renderable_scenarios,
 )
 
+from pagestream.stack.images import dockerfile_instructions
+from pagestream.stack.paths import REPO_ROOT
+
 pytestmark = pytest.mark.helm
 
 SCENARIOS = renderable_scenarios()
@@ -39,6 +42,28 @@ LABELS = (
     "app.kubernetes.io/component",
 )
 SECRET_WORDS = re.compile(r"pass(word)?|secret|token|jaas|credential|private", re.I)
+
+
+def image_user(entrypoint: str) -> str:
+    """The USER of the image stage whose ENTRYPOINT runs ``entrypoint`` (images/*/Dockerfile*)."""
+    found = []
+    for dockerfile in sorted((REPO_ROOT / "images").glob("*/Dockerfile*")):
+        if dockerfile.name.endswith(".dockerignore"):
+            continue
+        stage: list[tuple[str, str]] = []
+        for word, rest in [*dockerfile_instructions(dockerfile), ("FROM", "")]:
+            if word == "FROM":
+                if any(w == "ENTRYPOINT" and entrypoint in r for w, r in stage):
+                    found += [r for w, r in stage if w == "USER"][-1:]
+                stage = []
+            stage.append((word, rest))
+    assert len(found) == 1, f"one image stage should run {entrypoint} as a USER: {found}"
+    return found[0]
+
+
+# The uid the operator's image runs as when the pod names none.
+IMAGE_UID = int(image_user("pagestream-operator").split(":")[0])
+SHA = "sha256:" + "5e" * 32
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +90,7 @@ def test_the_renderable_scenarios_are_all_but_full_and_platform() -> None:
         "no-dependencies-values.yaml",
         "node-values.yaml",
         "operator-only-values.yaml",
+        "pod-settings-values.yaml",
     ]
     for name in ("full-values.yaml", "platform-values.yaml"):
         assert dependencies_enabled([CI_DIR / name], []) == [
@@ -163,20 +189,27 @@ def test_operator_pod_is_hardened_and_probed(
     assert deploy["spec"]["replicas"] == 1
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] > 0
+    # A uid, where one is set (the platform's, as in pod-settings-values), is not root; where
+    # none is, the image's numeric USER is (test_the_image_user_lets_runasnonroot_be_checked).
+    assert pod["securityContext"].get("runAsUser", IMAGE_UID) > 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
     sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
+    assert sc["privileged"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert len(set(ports.values())) == len(ports) == 3
     assert f"--liveness-port={ports['health']}" in container["args"]
+    assert f"--readiness-port={ports['ready']}" in container["args"]
     assert f"--metrics-port={ports['metrics']}" in container["args"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Two probes, two questions: alive (kopf's /healthz) and ready to reconcile (/readyz).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     # The read-only root filesystem leaves /tmp writable through an emptyDir.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert pod["serviceAccountName"] == one(rendered[case], "ServiceAccount")["metadata"]["name"]
@@ -202,6 +235,213 @@ def test_operator_settings_follow_values(rendered: dict[str, list[dict[str, Any]
     assert default["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "pagestream-operator:0.1.0"
     )
+
+
+def test_the_image_user_lets_runasnonroot_be_checked() -> None:
+    """The chart's pods name no uid by default, so the image's USER is the one they run as. The
+    kubelet can enforce runAsNonRoot only for a numeric USER (it refuses a named one it cannot
+    check), and it must not be 0."""
+    user = image_user("pagestream-operator")
+    assert re.fullmatch(r"[0-9]+(:[0-9]+)?", user), user
+    assert IMAGE_UID > 0
+
+
+@pytest.mark.parametrize("case", [c for c in CASE_IDS if c != "pod-settings-values"])
+def test_the_chart_fixes_no_uid(rendered: dict[str, list[dict[str, Any]]], case: str) -> None:
+    """No runAsUser, runAsGroup or fsGroup in any pod the chart renders, the helm test's
+    included, so a platform that assigns uids per namespace (OpenShift) may set its own."""
+    pods = [
+        o["spec"]["template"]["spec"] for o in rendered[case] if o["kind"] in {"Deployment", "Job"}
+    ]
+    assert len(pods) == 2
+    for pod in pods:
+        for context in [pod["securityContext"], *(c["securityContext"] for c in pod["containers"])]:
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context), context
+            assert context["runAsNonRoot"] is True
+
+
+def operator_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod
+
+
+def test_pod_settings_reach_the_pod(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """ci/pod-settings-values.yaml: digest, PriorityClass, extra env, the platform's uid and
+    probe timings, each where Kubernetes reads it; the helm test pod (the same image) follows."""
+    objects = rendered["pod-settings-values"]
+    pod = operator_pod(objects)
+    (container,) = pod["containers"]
+    digest = yaml.safe_load((CI_DIR / "pod-settings-values.yaml").read_text())["operator"]
+    digest = digest["image"]["digest"]
+    # The digest wins over the tag the same file sets.
+    assert container["image"] == f"registry.example.com/pagestream/operator@{digest}"
+    assert pod["priorityClassName"] == "platform-critical"
+    # The chart's own variables first, the extra ones after them, valueFrom kept whole.
+    assert container["env"] == [
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PYTHONFAULTHANDLER", "value": "1"},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    # Given keys merge over the secure defaults.
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000680000,
+        "fsGroup": 1000680000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["livenessProbe"] == {
+        "httpGet": {"path": "/healthz", "port": "health"},
+        "initialDelaySeconds": 10,
+        "periodSeconds": 30,
+        "timeoutSeconds": 5,
+        "failureThreshold": 5,
+    }
+    assert container["readinessProbe"] == {
+        "httpGet": {"path": "/readyz", "port": "ready"},
+        "initialDelaySeconds": 2,
+        "periodSeconds": 5,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+    test_pod = one(objects, "Job")["spec"]["template"]["spec"]
+    assert test_pod["containers"][0]["image"] == container["image"]
+    assert test_pod["securityContext"] == pod["securityContext"]
+    assert test_pod["containers"][0]["securityContext"] == container["securityContext"]
+    # Defaults: no PriorityClass, nothing extra in the environment.
+    default = operator_pod(rendered["defaults"])
+    assert "priorityClassName" not in default
+    assert [e["name"] for e in default["containers"][0]["env"]] == [
+        "PYTHONDONTWRITEBYTECODE",
+        "TMPDIR",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "image"),
+    [
+        ([f"operator.image.digest={SHA}"], f"pagestream-operator@{SHA}"),
+        ([f"operator.image.digest={SHA}", "operator.image.tag=9.9"], f"pagestream-operator@{SHA}"),
+        (["operator.image.tag=9.9"], "pagestream-operator:9.9"),
+        ([], "pagestream-operator:0.1.0"),  # the chart's appVersion
+    ],
+)
+def test_a_digest_takes_precedence_over_the_tag(chart: Chart, sets: list[str], image: str) -> None:
+    objects = chart.objects([], [*NO_DEPENDENCIES, *sets])
+    assert operator_pod(objects)["containers"][0]["image"] == image
+    assert one(objects, "Job")["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
+def test_security_contexts_come_from_values(chart: Chart) -> None:
+    objects = chart.objects(
+        [],
+        [
+            *NO_DEPENDENCIES,
+            # null drops a default key; the others merge over the defaults.
+            "operator.podSecurityContext.seccompProfile=null",
+            "operator.podSecurityContext.runAsGroup=0",
+            "operator.containerSecurityContext.runAsUser=1000680000",
+            "operator.containerSecurityContext.capabilities.add={NET_BIND_SERVICE}",
+        ],
+    )
+    pod = operator_pod(objects)
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsGroup": 0}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["runAsUser"] == 1000680000
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert sc["readOnlyRootFilesystem"] is True
+
+
+def test_the_pod_disruption_budget_only_when_enabled(
+    chart: Chart, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    for case in CASE_IDS:
+        if case != "pod-settings-values":
+            assert by_kind(rendered[case], "PodDisruptionBudget") == [], case
+    objects = rendered["pod-settings-values"]
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {
+        "minAvailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": one(objects, "Deployment")["spec"]["selector"],
+    }
+    percent = chart.objects(
+        [],
+        [
+            *NO_DEPENDENCIES,
+            "operator.podDisruptionBudget.enabled=true",
+            "operator.podDisruptionBudget.minAvailable=100%",
+            "operator.podDisruptionBudget.unhealthyPodEvictionPolicy=IfHealthyBudget",
+        ],
+    )
+    spec = one(percent, "PodDisruptionBudget")["spec"]
+    assert (spec["minAvailable"], spec["unhealthyPodEvictionPolicy"]) == ("100%", "IfHealthyBudget")
+    # No operator, no budget for it.
+    off = chart.objects(
+        [],
+        [*NO_DEPENDENCIES, "operator.enabled=false", "operator.podDisruptionBudget.enabled=true"],
+    )
+    assert by_kind(off, "PodDisruptionBudget") == []
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def test_the_network_policy_only_when_enabled_and_what_it_allows(
+    chart: Chart, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    for case in CASE_IDS:
+        if case != "pod-settings-values":
+            assert by_kind(rendered[case], "NetworkPolicy") == [], case
+    objects = rendered["pod-settings-values"]
+    policy = one(objects, "NetworkPolicy")["spec"]
+    deploy = one(objects, "Deployment")
+    assert policy["podSelector"] == deploy["spec"]["selector"]
+    assert selects(policy["podSelector"], deploy["spec"]["template"]["metadata"]["labels"])
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    port_names = {p["name"] for p in deploy["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    metrics, probes = policy["ingress"]
+    # Metrics: from the monitoring namespace, and from the chart's own helm test pod.
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    monitoring, test_pod = metrics["from"]
+    assert monitoring == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    job = one(objects, "Job")["spec"]["template"]["metadata"]["labels"]
+    assert set(test_pod) == {"podSelector"} and selects(test_pod["podSelector"], job)
+    assert not selects(test_pod["podSelector"], deploy["spec"]["template"]["metadata"]["labels"])
+    # The probe ports, from anywhere (the kubelet probes from the node).
+    assert "from" not in probes
+    assert probes["ports"] == [
+        {"port": "health", "protocol": "TCP"},
+        {"port": "ready", "protocol": "TCP"},
+    ]
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == port_names
+    dns, api, extra = policy["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert api == {
+        "ports": [{"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}],
+    }
+    assert extra == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}],
+        "ports": [{"port": 8443, "protocol": "TCP"}],
+    }
+    # The defaults: metrics from anywhere, the API server's usual ports to any address.
+    enabled = chart.objects([], [*NO_DEPENDENCIES, "operator.networkPolicy.enabled=true"])
+    spec = one(enabled, "NetworkPolicy")["spec"]
+    assert spec["ingress"][0] == {"ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert spec["egress"][1] == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]
+    }
+    assert len(spec["egress"]) == 2
 
 
 CRD_WATCH = [
@@ -497,6 +737,42 @@ def test_example_pipeline_is_wired_to_the_data_plane(
         (["examplePipeline.create=true", "postgres.create=false"], "at '/postgres/create'"),
         (["operator.logLevel=CHATTY"], "at '/operator/logLevel'"),
         (["kafka.nmae=typo"], "additional properties 'nmae' not allowed"),
+        # The operator pod's settings: helm names the field.
+        (["operator.image.digest=sha256:abc"], "at '/operator/image/digest'"),
+        (
+            ["operator.podSecurityContext.runAsUser=root"],
+            "at '/operator/podSecurityContext/runAsUser': got string, want integer",
+        ),
+        (
+            ["operator.containerSecurityContext.readOnlyRootFileSystem=true"],
+            "additional properties 'readOnlyRootFileSystem' not allowed",
+        ),
+        (["operator.priorityClassName=Not_A_Name"], "at '/operator/priorityClassName'"),
+        (
+            ["operator.extraEnv[0].name=A", "operator.extraEnv[0].value=1"],
+            "at '/operator/extraEnv/0/value': got number, want string",
+        ),
+        (
+            ["operator.readinessProbe.periodSeconds=0"],
+            "at '/operator/readinessProbe/periodSeconds'",
+        ),
+        (
+            ["operator.podDisruptionBudget.minAvailable=half"],
+            "at '/operator/podDisruptionBudget/minAvailable'",
+        ),
+        (
+            ["operator.networkPolicy.enabled=maybe"],
+            "at '/operator/networkPolicy/enabled': got string, want boolean",
+        ),
+        (
+            ["operator.networkPolicy.apiServer.cidrs={10.0.0.1}"],
+            "at '/operator/networkPolicy/apiServer/cidrs/0'",
+        ),
+        # Not a schema rule: the template refuses two endpoints on one port.
+        (
+            ["operator.readinessPort=8081"],
+            "operator.metricsPort, operator.livenessPort and operator.readinessPort must be three different ports",
+        ),
     ],
 )
 def test_values_schema_rejects_bad_values(chart: Chart, sets: list[str], message: str) -> None:
@@ -515,10 +791,12 @@ def test_the_operator_accepts_the_arguments_the_deployment_passes(
 
     deploy = one(rendered[case], "Deployment")
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
-    settings = OperatorSettings.load(container["args"], env={})
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = OperatorSettings.load(container["args"], env=env)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert settings.metrics_port == ports["metrics"]
     assert settings.liveness_port == ports["health"]
+    assert settings.readiness_port == ports["ready"]
     assert settings.log_format == "json"
     service = next(
         s for s in by_kind(rendered[case], "Service") if s["metadata"]["name"].endswith("-metrics")

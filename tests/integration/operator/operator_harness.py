@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -105,6 +106,7 @@ class OperatorProcess:
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
+    readiness_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -127,6 +129,7 @@ class OperatorProcess:
                 f"--resync-seconds={self.resync_seconds}",
                 f"--metrics-port={self.metrics_port}",
                 f"--liveness-port={self.liveness_port}",
+                f"--readiness-port={self.readiness_port}",
                 "--bind-address=127.0.0.1",
                 "--log-level=INFO",
                 *([f"--namespaces={','.join(self.namespaces)}"] if self.namespaces else []),
@@ -151,6 +154,16 @@ class OperatorProcess:
                 return resp.status == 200
         except OSError:
             return False
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """/readyz's status code and body (``{"ready": ..., "reason": ...}``)."""
+        url = f"http://127.0.0.1:{self.readiness_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read())
 
     def metrics(self) -> str:
         with urllib.request.urlopen(

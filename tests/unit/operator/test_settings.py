@@ -15,6 +15,16 @@ def test_defaults() -> None:
         8080,
         8081,
     )
+    # /readyz is served only when asked for (the chart asks, on 8082).
+    assert s.readiness_port == 0
+
+
+def test_readiness_port_from_flag_or_environment() -> None:
+    assert OperatorSettings.load(["--readiness-port", "8082"], env={}).readiness_port == 8082
+    env = {"PAGESTREAM_OPERATOR_READINESS_PORT": "9000"}
+    assert OperatorSettings.load([], env=env).readiness_port == 9000
+    with pytest.raises(SettingsError, match="READINESS_PORT"):
+        OperatorSettings.load(["--readiness-port", "70000"], env={})
 
 
 def test_environment_then_flags_win() -> None:
