@@ -72,7 +72,7 @@ INVALID: dict[str, tuple[Edit, str]] = {
     "missing-checkpoint": (_drop("spec.checkpoint"), "spec.checkpoint"),
     "bad-duration": (_set("spec.spark.triggerInterval", "5s"), "spec.spark.triggerInterval"),
     "inline-password": (_set("spec.kafka.password", "hunter2"), "spec.kafka.password"),
-    "long-name": (_set("metadata.name", "p" * 41), "<nil>"),
+    "long-name": (_set("metadata.name", "p" * 41), "metadata.name"),
     "empty-bootstrap": (_set("spec.kafka.bootstrapServers", ""), "spec.kafka.bootstrapServers"),
     "long-topic": (_set("spec.kafka.topic.name", "t" * 300), "spec.kafka.topic.name"),
     # The PII key is required for every pipeline: visitor ids are salted with it.
