@@ -117,3 +117,24 @@ spec:
   monitoring:
     monitor: ServiceMonitor
 {{- end }}
+
+{{/*
+Fail when an object the chart is about to create already exists and belongs to no release of
+this name: helm would stop with "invalid ownership metadata" otherwise. An object this release
+made (its meta.helm.sh annotations and managed-by label say so, as helm checks them, e.g. the checkpoint claim kept by
+helm.sh/resource-policy after an uninstall) is adopted as usual. lookup sees nothing under
+helm template or a client-side dry run, so those render as before.
+Arguments: root (the chart context), apiVersion, kind, name, switch (the value that made it).
+*/}}
+{{- define "pagestream.refuseForeignObject" -}}
+{{- $live := lookup .apiVersion .kind .root.Release.Namespace .name -}}
+{{- if $live -}}
+{{- $annotations := dig "metadata" "annotations" (dict) $live -}}
+{{- $release := get $annotations "meta.helm.sh/release-name" -}}
+{{- $namespace := get $annotations "meta.helm.sh/release-namespace" -}}
+{{- $managedBy := dig "metadata" "labels" "app.kubernetes.io/managed-by" "" $live -}}
+{{- if or (ne $release .root.Release.Name) (ne $namespace .root.Release.Namespace) (ne $managedBy "Helm") -}}
+{{- fail (printf "%s: %s %s/%s already exists and was not made by this release (applied from manifests/examples/minimal.yaml?). It is the pipeline this switch creates: keep yours and leave %s false, or delete it first (kubectl -n %s delete -f manifests/examples/minimal.yaml). Another examplePipeline.name would be a second pipeline on the same topic and schema" .switch .kind .root.Release.Namespace .name .switch .root.Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}

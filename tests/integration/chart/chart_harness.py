@@ -131,6 +131,29 @@ class Chart:
             check=False,
         )
 
+    def install_server_dry_run(
+        self,
+        kube: KubeControlPlane,
+        values_files: list[Path] = (),  # type: ignore[assignment]
+        sets: list[str] = (),  # type: ignore[assignment]
+        *,
+        namespace: str,
+        release: str = "ps",
+    ) -> subprocess.CompletedProcess[str]:
+        """`helm install --dry-run=server`: rendered with lookups against ``kube`` (nothing is
+        installed)."""
+        return self.helm.run(
+            "install",
+            release,
+            str(self.path),
+            "--dry-run=server",
+            "--namespace",
+            namespace,
+            *self._args(list(values_files), list(sets)),
+            kubeconfig=kube.kubeconfig,
+            check=False,
+        )
+
     def notes(
         self,
         kube: KubeControlPlane,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_harness import kubectl, server_dry_run
+from chart_harness import NO_DEPENDENCIES, Chart, kubectl, server_dry_run
 
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT
@@ -83,3 +83,55 @@ def test_invalid_example_edit_is_rejected(kube: KubeControlPlane, chart_namespac
     )
     assert proc.returncode != 0
     assert "spec.kafka.authentication.password" in proc.stderr
+
+
+def test_the_chart_example_refuses_clearly_to_take_over_the_applied_minimal_example(
+    chart: Chart, kube: KubeControlPlane, chart_namespace: str
+) -> None:
+    """manifests/examples/minimal.yaml and examplePipeline.create make the same pipeline and
+    claim: with the first applied, enabling the second names the object and the ways out
+    instead of helm's "invalid ownership metadata"; objects of this very release (a claim kept
+    after an uninstall) are adopted."""
+    enable = [*NO_DEPENDENCIES, "examplePipeline.create=true"]
+    kubectl(
+        kube, "apply", "--server-side", "-n", chart_namespace, "-f", str(EXAMPLES / "minimal.yaml")
+    )
+    refused = chart.install_server_dry_run(kube, [], enable, namespace=chart_namespace)
+    assert refused.returncode != 0
+    assert (
+        f"examplePipeline.create: PageAnalyticsPipeline {chart_namespace}/page-views already "
+        "exists and was not made by this release (applied from manifests/examples/minimal.yaml?)"
+    ) in refused.stderr, refused.stderr
+    assert "leave examplePipeline.create false, or delete it first" in refused.stderr
+    # Owned by this release: adopted, as helm does.
+    for kind, name in (("pap", "page-views"), ("pvc", "page-views-checkpoint")):
+        kubectl(
+            kube,
+            "annotate",
+            "-n",
+            chart_namespace,
+            kind,
+            name,
+            "meta.helm.sh/release-name=ps",
+            f"meta.helm.sh/release-namespace={chart_namespace}",
+        )
+        kubectl(
+            kube, "label", "-n", chart_namespace, kind, name, "app.kubernetes.io/managed-by=Helm"
+        )
+    adopted = chart.install_server_dry_run(kube, [], enable, namespace=chart_namespace)
+    assert adopted.returncode == 0, adopted.stderr
+    # Another release's, or half annotated, is refused again (the claim is checked too).
+    kubectl(
+        kube,
+        "annotate",
+        "--overwrite",
+        "-n",
+        chart_namespace,
+        "pvc",
+        "page-views-checkpoint",
+        "meta.helm.sh/release-name=other",
+    )
+    claim = chart.install_server_dry_run(kube, [], enable, namespace=chart_namespace)
+    assert (
+        f"PersistentVolumeClaim {chart_namespace}/page-views-checkpoint already exists"
+    ) in claim.stderr, claim.stderr
