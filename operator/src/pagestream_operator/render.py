@@ -187,6 +187,7 @@ def job_config(inp: RenderInput) -> JobConfig:
         kafka_tls_ca_file=KAFKA_CA_FILE if spec.kafka.ca_secret() is not None else "",
         postgres_sslmode=spec.postgres.ssl_mode().value,
         postgres_ssl_root_cert=postgres_ssl_root_cert(inp),
+        postgres_reader_role=spec.postgres.reader_role or "",
         max_offsets_per_trigger=spec.spark.max_offsets_per_trigger,
         trigger_interval=spec.spark.trigger_interval,
         # A pipeline is a stream that runs forever, whatever the job's default becomes.

@@ -214,6 +214,10 @@ class PostgresSpec(_Model):
     schema_: str = Field(default="pagestream", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # How the job reaches the database, not what it writes: a restart keeps the checkpoint.
     tls: Annotated[PostgresTls | None, RESTART] = None
+    # Grants only: a restart applies them and keeps the checkpoint.
+    reader_role: Annotated[str | None, RESTART] = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$"
+    )
 
     def ssl_mode(self) -> SslMode:
         """The tls section's mode; unset, verify-full for a CloudNativePG cluster (which always

@@ -120,7 +120,9 @@ class StreamingJob:
         self._stop.set()
 
     def prepare_database(self, connection: PostgresConnection) -> None:
-        prepared = connection.prepare_schema(self.config.report_timezone)
+        prepared = connection.prepare_schema(
+            self.config.report_timezone, self.config.postgres_reader_role
+        )
         if prepared.newest_page_view_epoch is not None:
             self.metrics.newest_event_committed(prepared.newest_page_view_epoch)
         log.info("schema ready", extra={"schema": connection.schema, "applied": prepared.applied})

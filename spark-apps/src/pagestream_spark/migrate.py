@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -90,3 +91,46 @@ def migrate(conn: PgConnection, schema: str) -> list[int]:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
+
+
+class ReaderRoleMissing(MigrationError):
+    pass
+
+
+def grant_read_access(
+    conn: PgConnection, schema: str, role: str, *, attempts: int = 8, first_delay: float = 1.0
+) -> None:
+    """Let ``role`` read ``schema`` and nothing more: USAGE on the schema, SELECT on its tables
+    and views, and the same on every table this job's user creates there later (default
+    privileges, so a new migration needs no new grant). Idempotent. The role may appear a
+    little after the database (CloudNativePG reconciles managed roles on its own): wait for it
+    with backoff, then fail saying what to create."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if cur.fetchone() is not None:
+                names = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
+                for statement in (
+                    "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                    "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}",
+                ):
+                    cur.execute(sql.SQL(statement).format(**names))
+                log.info("granted read access", extra={"schema": schema, "role": role})
+                return
+        if attempt < attempts:
+            log.warning(
+                "reader role %s does not exist yet (attempt %d/%d); retrying in %.0fs",
+                role,
+                attempt,
+                attempts,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+    raise ReaderRoleMissing(
+        f"the reader role {role!r} does not exist in the database: create it (the chart's "
+        "CloudNativePG cluster manages it as postgres.readerRole), or remove "
+        "spec.postgres.readerRole (--postgres-reader-role)"
+    )

@@ -43,6 +43,7 @@ def _every_field_off_its_default() -> JobConfig:
         postgres_schema="shop_eu",
         postgres_sslmode="verify-full",
         postgres_ssl_root_cert="/tls/postgres/ca.crt",
+        postgres_reader_role="grafana_reader",
         kafka_starting_offsets="latest",
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
@@ -80,14 +81,21 @@ def test_the_args_of_a_config_parse_back_to_the_same_config() -> None:
             "set --kafka-security-protocol to SSL or SASL_SSL",
         ),
         ({"postgres_sslmode": "allow"}, "--postgres-sslmode must be one of disable, prefer"),
+        ({"postgres_reader_role": 'x"; DROP'}, "--postgres-reader-role must be a lower-case SQL"),
         (
             {"postgres_ssl_root_cert": "/ca.crt", "postgres_sslmode": "require"},
             "--postgres-ssl-root-cert is only used to verify the server",
         ),
     ],
-    ids=["kafka-ca-on-plaintext", "kafka-ca-on-sasl-plaintext", "unknown-sslmode", "ca-unused"],
+    ids=[
+        "kafka-ca-on-plaintext",
+        "kafka-ca-on-sasl-plaintext",
+        "unknown-sslmode",
+        "hostile-reader-role",
+        "ca-unused",
+    ],
 )
-def test_tls_settings_that_contradict_each_other_are_refused(
+def test_connection_settings_that_contradict_each_other_or_are_unsafe_are_refused(
     changes: dict[str, str], words: str
 ) -> None:
     with pytest.raises(JobConfigError, match=words):

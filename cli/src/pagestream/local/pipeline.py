@@ -116,4 +116,6 @@ def localize(pipeline: LocalPipeline, places: LocalPlaces) -> JobConfig:
         # CloudNativePG certificate); the spec's tls sections are refused by load_pipeline.
         postgres_sslmode="disable",
         postgres_ssl_root_cert="",
+        # No Grafana here, so no dashboard role to grant to.
+        postgres_reader_role="",
     )

@@ -106,6 +106,9 @@ class JobConfig:
     # (empty: the system trust store).
     postgres_sslmode: str = "prefer"
     postgres_ssl_root_cert: str = ""
+    # A role given read-only access (USAGE and SELECT, now and on future tables) to the
+    # schema: what dashboards log in as. Empty: no grants.
+    postgres_reader_role: str = ""
     kafka_starting_offsets: str = "earliest"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
@@ -171,6 +174,10 @@ class JobConfig:
             raise JobConfigError("--metrics-port must be a TCP port (1-65535)")
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.postgres_schema):
             raise JobConfigError("--postgres-schema must be a lower-case SQL identifier")
+        if self.postgres_reader_role and not re.fullmatch(
+            r"[a-z_][a-z0-9_]{0,62}", self.postgres_reader_role
+        ):
+            raise JobConfigError("--postgres-reader-role must be a lower-case SQL identifier")
 
     def to_args(self) -> list[str]:
         """The job's command-line arguments, in declaration order (stable for golden files).

@@ -18,7 +18,7 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from pagestream_common.jobconfig import JobConfig, Secrets
-from pagestream_spark.migrate import migrate
+from pagestream_spark.migrate import ReaderRoleMissing, grant_read_access, migrate
 from pagestream_spark.sink.schema import NEWEST_PAGE_VIEW_EPOCH, STORE_PIPELINE_SETTING
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,15 @@ class PostgresConnection:
                 self._reconnect()
         raise AssertionError("unreachable")
 
-    def prepare_schema(self, report_timezone: str) -> PreparedSchema:
-        """Migrate the schema and store the pipeline's settings the reports read."""
+    def prepare_schema(self, report_timezone: str, reader_role: str = "") -> PreparedSchema:
+        """Migrate the schema, grant ``reader_role`` (if any) read access to it, and store the
+        pipeline's settings the reports read."""
         applied = migrate(self._conn, self._schema)
+        if reader_role:
+            try:
+                grant_read_access(self._conn, self._schema, reader_role)
+            except ReaderRoleMissing as exc:
+                raise SinkUnavailable(str(exc)) from exc
         with self.transaction() as cur:
             cur.execute(STORE_PIPELINE_SETTING, ("report_timezone", report_timezone))
             cur.execute(NEWEST_PAGE_VIEW_EPOCH)
