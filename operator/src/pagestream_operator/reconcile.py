@@ -84,7 +84,13 @@ EmitFn = Callable[[str, str, str], None]
 
 
 class ReconcileError(RuntimeError):
-    """A step failed in a way that retrying may fix (API errors); status already says why."""
+    """A step failed in a way that retrying may fix (API errors); status already says why.
+    ``outcome`` is what the pass recorded in status before failing (its lifecycle state and
+    Ready reason, for the metrics), when it got that far."""
+
+    def __init__(self, message: str, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class NamespaceTerminating(RuntimeError):
@@ -99,6 +105,8 @@ def _terminating(exc: ApiException) -> bool:
 class Outcome:
     result: str  # "ok" | "invalid" | "error" | "paused"
     lifecycle_state: LifecycleState | None = None
+    # The reason of the Ready condition the pass recorded (a Reason value), with the state.
+    reason: str | None = None
     # The SparkApplication's resourceVersion as this pass left it: a watch event carrying it
     # is this pass's own write, not news.
     app_resource_version: str | None = None
@@ -245,7 +253,11 @@ def _report_invalid(ctx: PassContext, message: str) -> Outcome:
     ):
         ctx.api.patch_pipeline_status(ctx.namespace, ctx.name, new.to_patch())
         ctx.emit("Warning", Reason.INVALID_SPEC.value, message)
-    return Outcome("invalid", LifecycleState(ctx.status.get("lifecycleState") or "CREATED"))
+    return Outcome(
+        "invalid",
+        LifecycleState(ctx.status.get("lifecycleState") or "CREATED"),
+        Reason.INVALID_SPEC.value,
+    )
 
 
 def observe_application(ctx: PassContext) -> Outcome | None:
@@ -428,6 +440,7 @@ def record_status(ctx: PassContext) -> Outcome | None:
     )
     _write_status(ctx, final.to_patch(), assessment)
     ctx.outcome.lifecycle_state = assessment.lifecycle_state
+    ctx.outcome.reason = next(c for c in assessment.conditions if c.type == "Ready").reason
     if ctx.app is not None:
         ctx.outcome.app_resource_version = ctx.app["metadata"].get("resourceVersion")
     return CONTINUE
@@ -475,7 +488,7 @@ def fail_on_apply_errors(ctx: PassContext) -> Outcome | None:
     if ctx.apply_errors:
         # status already says what failed; raising makes kopf retry the pass.
         ctx.outcome.result = "error"
-        raise ReconcileError("; ".join(ctx.apply_errors))
+        raise ReconcileError("; ".join(ctx.apply_errors), ctx.outcome)
     return ctx.outcome
 
 

@@ -430,3 +430,55 @@ def test_every_status_written_is_one_the_crd_accepts_whole() -> None:
     # What the passes left is exactly a status model (which test_status checks against the CRD).
     status = api.pipeline("p")["status"]
     assert PipelineStatus.model_validate(status).to_patch() == status
+
+
+def test_the_outcome_carries_the_state_and_ready_reason_the_metrics_export() -> None:
+    """handlers.Reconciler exports each pipeline's lifecycle state and Ready reason from the
+    outcome (pagestream_operator_pipeline_state); they are what status says."""
+
+    def outcome(api: MemoryApi) -> tuple[str | None, str | None]:
+        result = reconcile(api, api.pipeline("p"), Events())  # type: ignore[arg-type]
+        status = api.pipeline("p")["status"]
+        ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+        assert (result.lifecycle_state, result.reason) == (
+            status["lifecycleState"],
+            ready["reason"],
+        )
+        return result.lifecycle_state, result.reason
+
+    api = MemoryApi()
+    api.add_pipeline("p", minimal_spec())
+    assert outcome(api) == ("DEPLOYING", "Deploying")
+    api.spark_status("p", "RUNNING", "s1")
+    assert outcome(api) == ("RUNNING", "Running")
+    api.spark_status("p", "FAILED", "s1")
+    assert outcome(api) == ("FAILED", "SparkApplicationFailed")
+    api.spark_status("p", "RUNNING", "s1")
+    assert outcome(api) == ("RUNNING", "Running")
+
+    # An invalid spec keeps the last state, with the reason InvalidSpec.
+    api.set_spec(
+        "p",
+        minimal_spec(
+            kafka={
+                "bootstrapServers": "k:1",
+                "strimziCluster": {"name": "e"},
+                "topic": {"name": "v"},
+            }
+        ),
+    )
+    assert outcome(api) == ("RUNNING", "InvalidSpec")
+
+    # A failed apply raises, and the error carries what status recorded.
+    failing = MemoryApi()
+    failing.add_pipeline("p", minimal_spec(monitoring={"monitor": "PodMonitor"}))
+    failing.fail_kinds.add("PodMonitor")
+    with pytest.raises(ReconcileError) as raised:
+        run(failing)
+    assert raised.value.outcome is not None
+    status = failing.pipeline("p")["status"]
+    assert (raised.value.outcome.lifecycle_state, raised.value.outcome.reason) == (
+        status["lifecycleState"],
+        "ApplyFailed",
+    )
+    assert status["lifecycleState"] == "DEPLOYING"  # the SparkApplication was applied
