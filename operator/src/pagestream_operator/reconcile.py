@@ -50,13 +50,20 @@ from pagestream_operator.observe import (
 from pagestream_operator.observe import assess as assess_observation
 from pagestream_operator.render import (
     CHECKPOINT_ANNOTATION,
+    MONITORING_API,
     PIPELINE_LABEL,
     SPARK_API,
     RenderInput,
     checkpoint_location,
     render_children,
 )
-from pagestream_operator.spec import DesiredState, PipelineSpec, SpecError, parse_spec
+from pagestream_operator.spec import (
+    DesiredState,
+    MonitorKind,
+    PipelineSpec,
+    SpecError,
+    parse_spec,
+)
 from pagestream_operator.status import (
     CheckpointStatus,
     ConditionStatus,
@@ -273,7 +280,14 @@ def plan(ctx: PassContext) -> Outcome | None:
         annotations = (ctx.app.get("spec") or {}).get("driver", {}).get("annotations") or {}
         recorded = recover_record(spec, annotations, CHECKPOINT_ANNOTATION)
     deploy = plan_deploy(spec, ctx.generation, recorded)
-    inp = RenderInput(ctx.name, ctx.namespace, spec, deploy.checkpoint.epoch)
+    inp = RenderInput(
+        ctx.name,
+        ctx.namespace,
+        spec,
+        deploy.checkpoint.epoch,
+        pod_monitors_served=spec.monitoring.monitor is MonitorKind.AUTO
+        and ctx.api.serves(MONITORING_API, "PodMonitor"),
+    )
     children = render_children(inp)
     ctx.planned = Planned(
         spec=spec,

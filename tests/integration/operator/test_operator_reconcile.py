@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from operator_harness import (
     PODMON,
@@ -25,6 +26,7 @@ from operator_harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from pagestream.stack.kube import KubeControlPlane
+from pagestream_operator.apply import KubeApi
 from pagestream_operator.render import RenderInput, render_spark_application
 from pagestream_operator.spec import parse_spec
 
@@ -336,6 +338,34 @@ def test_children_no_longer_wanted_are_deleted(operator: OperatorProcess, cluste
     )["status"]
     assert {c["kind"] for c in status["children"]} == {"SparkApplication", "KafkaTopic"}
     assert cluster.app("trim") is not None
+
+
+def test_a_pipeline_without_a_monitor_choice_gets_a_pod_monitor_here(
+    operator: OperatorProcess, cluster: Cluster
+) -> None:
+    """spec.monitoring.monitor defaults to Auto: a PodMonitor where prometheus-operator's CRD
+    is installed, as it is on this API server (unit tests cover the cluster without it)."""
+    cluster.create(pipeline_body("auto"))
+    assert cluster.pipeline("auto")["spec"]["monitoring"]["monitor"] == "Auto"
+    podmon = eventually(lambda: cluster.get(PODMON, "auto"), what="PodMonitor")
+    assert podmon["spec"]["selector"]["matchLabels"] == {
+        "pagestream.dev/pipeline": "auto",
+        "spark-role": "driver",
+    }
+    status = cluster.wait_status(
+        "auto", "children recorded", lambda s: len(s.get("children", [])) == 2
+    )["status"]
+    assert {c["kind"] for c in status["children"]} == {"SparkApplication", "PodMonitor"}
+
+
+def test_discovery_tells_which_kinds_the_api_server_serves(
+    api: client.ApiClient, crds: list[str]
+) -> None:
+    kube_api = KubeApi(api)
+    assert kube_api.serves("monitoring.coreos.com/v1", "PodMonitor")
+    assert not kube_api.serves("monitoring.coreos.com/v1", "NoSuchMonitor")
+    assert not kube_api.serves("nothing.example.com/v1", "Thing")  # 404: no such group
+    assert kube_api.serves("v1", "ConfigMap")
 
 
 def test_deleting_the_pipeline_deletes_its_children(

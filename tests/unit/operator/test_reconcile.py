@@ -31,6 +31,8 @@ class MemoryApi:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_kinds: set[str] = set()
+        # The kinds the cluster serves beyond the built-in ones (none: no prometheus-operator).
+        self.served_kinds: set[str] = set()
         self._version = 0
 
     def _bump(self, obj: dict[str, Any]) -> None:
@@ -61,6 +63,10 @@ class MemoryApi:
         self._bump(new)
         self.objects[key] = new
         return copy.deepcopy(new)
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        self.calls.append(("serves", f"{api_version}/{kind}"))
+        return kind in self.served_kinds
 
     def delete(self, ref: ChildRef, namespace: str) -> bool:
         self.calls.append(("delete", str(ref)))
@@ -482,3 +488,34 @@ def test_the_outcome_carries_the_state_and_ready_reason_the_metrics_export() -> 
         "ApplyFailed",
     )
     assert status["lifecycleState"] == "DEPLOYING"  # the SparkApplication was applied
+
+
+def test_monitor_auto_follows_what_the_cluster_serves() -> None:
+    """A pipeline that does not choose a monitor gets a PodMonitor where the cluster serves
+    PodMonitors, nothing where it does not, and loses it when the CRD goes away. Only Auto
+    asks the cluster."""
+    api = MemoryApi()
+    api.add_pipeline("p", minimal_spec())
+    run(api)
+    assert ("serves", "monitoring.coreos.com/v1/PodMonitor") in api.calls
+    assert ("apply", "PodMonitor/p") not in api.calls
+
+    api.served_kinds.add("PodMonitor")
+    events = run(api)
+    assert ("apply", "PodMonitor/p") in api.calls
+    assert "ChildCreated" in events.reasons()
+    children = {c["kind"] for c in api.pipeline("p")["status"]["children"]}
+    assert children == {"SparkApplication", "PodMonitor"}
+
+    api.served_kinds.clear()
+    api.calls.clear()
+    run(api)
+    assert ("delete", "PodMonitor/p") in api.calls
+    assert [c["kind"] for c in api.pipeline("p")["status"]["children"]] == ["SparkApplication"]
+
+    explicit = MemoryApi()
+    explicit.served_kinds.add("PodMonitor")
+    explicit.add_pipeline("p", minimal_spec(monitoring={"monitor": "None"}))
+    run(explicit)
+    assert not [c for c in explicit.calls if c[0] == "serves"]
+    assert ("apply", "PodMonitor/p") not in explicit.calls
