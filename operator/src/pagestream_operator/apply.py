@@ -6,13 +6,16 @@ correction), and fields it does not render (a status, a label another tool adds)
 alone. Owner references make the garbage collector delete children with their pipeline.
 
 The calls go through the kubernetes client's generic ``call_api`` with paths built from
-:data:`render.CHILD_KINDS`, so no API discovery is needed and every kind is handled the same
-way. A 404 on delete counts as success: the object is gone either way.
+:data:`render.CHILD_KINDS`, so applying needs no API discovery and every kind is handled the
+same way. A 404 on delete counts as success: the object is gone either way. The one discovery
+call, :meth:`KubeApi.serves`, decides what monitor ``Auto`` becomes.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +85,13 @@ def _path(api_version: str, kind: str, namespace: str, name: str) -> str:
 class KubeApi:
     """The few calls the operator makes, on one kubernetes ``ApiClient``."""
 
+    # How long an answer of :meth:`serves` is kept: a CRD installed later is noticed within it.
+    SERVED_TTL_SECONDS = 60.0
+
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
+        self._served: dict[str, tuple[float, frozenset[str]]] = {}
+        self._served_lock = threading.Lock()
 
     def _call(
         self,
@@ -157,6 +165,27 @@ class KubeApi:
                 return False
             raise
         return True
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves ``kind`` of ``api_version`` (its CRD is installed), from
+        the group version's discovery document, which every authenticated user may read. The
+        only discovery the operator does: for monitor Auto. Kept for ``SERVED_TTL_SECONDS``."""
+        now = time.monotonic()
+        with self._served_lock:
+            cached = self._served.get(api_version)
+        if cached is None or now - cached[0] > self.SERVED_TTL_SECONDS:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            try:
+                document = self._call("GET", base) or {}
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                document = {}
+            kinds = frozenset(r.get("kind", "") for r in document.get("resources") or [])
+            cached = (now, kinds)
+            with self._served_lock:
+                self._served[api_version] = cached
+        return kind in cached[1]
 
     def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(PIPELINE_API, KIND, namespace, name)

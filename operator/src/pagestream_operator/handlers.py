@@ -64,7 +64,10 @@ class Reconciler:
             started = time.perf_counter()
             try:
                 pipeline = self.api.get_pipeline(namespace, name)
-                if pipeline is None:  # deleted meanwhile: its children go with it
+                if pipeline is None:
+                    # Deleted meanwhile (its children go with it), maybe while the operator
+                    # missed the deletion: its metrics go too.
+                    self.states.forget(namespace, name)
                     return
                 outcome = reconcile(self.api, pipeline, _emitter(pipeline))
             except NamespaceTerminating:
@@ -74,6 +77,11 @@ class Reconciler:
             except ReconcileError as exc:
                 RECONCILES.labels(result="error", trigger=trigger).inc()
                 ERRORS.labels(kind="api").inc()
+                # Status was written before the failure (Ready False, reason ApplyFailed).
+                if exc.outcome is not None and exc.outcome.lifecycle_state is not None:
+                    self.states.set(
+                        namespace, name, exc.outcome.lifecycle_state, exc.outcome.reason or ""
+                    )
                 raise kopf.TemporaryError(str(exc), delay=5) from exc
             except ApiException as exc:
                 RECONCILES.labels(result="error", trigger=trigger).inc()
@@ -89,7 +97,7 @@ class Reconciler:
             RECONCILES.labels(result=outcome.result, trigger=trigger).inc()
             self._app_versions[(namespace, name)] = outcome.app_resource_version
             if outcome.lifecycle_state is not None:
-                self.states.set(namespace, name, outcome.lifecycle_state)
+                self.states.set(namespace, name, outcome.lifecycle_state, outcome.reason or "")
             if outcome.created or outcome.updated or outcome.deleted:
                 log.info(
                     "reconciled %s/%s",

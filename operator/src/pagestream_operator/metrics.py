@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -28,30 +29,63 @@ PIPELINES = Gauge(
     "Pipelines this operator reconciles, by lifecycle state.",
     ["lifecycle_state"],
 )
+PIPELINE_STATE = Gauge(
+    "pagestream_operator_pipeline_state",
+    "One series per pipeline this operator reconciles, always 1: its namespace and name, its "
+    "lifecycle state and the reason of its Ready condition. The series changes labels when the "
+    "state or reason does and goes away with the pipeline.",
+    ["namespace", "pipeline", "state", "reason"],
+)
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    lifecycle_state: LifecycleState
+    reason: str
 
 
 class PipelineStates:
-    """Last known lifecycle state per pipeline, exported as counts. Every state always has a
-    series (0 when none), so a dashboard never sees a state vanish."""
+    """Last known lifecycle state per pipeline, exported twice: as one series per pipeline
+    (``pagestream_operator_pipeline_state``, as Strimzi's ``strimzi_resource_state``: alerts
+    name the pipeline from its labels) and as counts per state (``pagestream_operator_pipelines``;
+    every state always has a series, 0 when none, so a dashboard never sees a state vanish).
 
-    def __init__(self) -> None:
+    The gauges are parameters so tests can pass ones of their own registry."""
+
+    def __init__(self, counts: Gauge = PIPELINES, per_pipeline: Gauge = PIPELINE_STATE) -> None:
+        self._counts = counts
+        self._per_pipeline = per_pipeline
         self._lock = threading.Lock()
-        self._states: dict[tuple[str, str], LifecycleState] = {}
-        self._export()
+        self._states: dict[tuple[str, str], PipelineState] = {}
+        self._export_counts()
 
-    def set(self, namespace: str, name: str, state: LifecycleState) -> None:
+    def set(self, namespace: str, name: str, state: LifecycleState, reason: str = "") -> None:
+        new = PipelineState(state, reason)
         with self._lock:
-            self._states[(namespace, name)] = state
-            self._export()
+            old = self._states.get((namespace, name))
+            if old is not None and old != new:
+                self._remove(namespace, name, old)
+            self._per_pipeline.labels(namespace, name, state.value, reason).set(1)
+            self._states[(namespace, name)] = new
+            self._export_counts()
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._states.pop((namespace, name), None)
-            self._export()
+            old = self._states.pop((namespace, name), None)
+            if old is not None:
+                self._remove(namespace, name, old)
+            self._export_counts()
 
-    def _export(self) -> None:
+    def get(self, namespace: str, name: str) -> PipelineState | None:
+        with self._lock:
+            return self._states.get((namespace, name))
+
+    def _remove(self, namespace: str, name: str, old: PipelineState) -> None:
+        self._per_pipeline.remove(namespace, name, old.lifecycle_state.value, old.reason)
+
+    def _export_counts(self) -> None:
         counts = dict.fromkeys(LifecycleState, 0)
         for state in self._states.values():
-            counts[state] += 1
-        for state, count in counts.items():
-            PIPELINES.labels(lifecycle_state=state.value).set(count)
+            counts[state.lifecycle_state] += 1
+        for lifecycle_state, count in counts.items():
+            self._counts.labels(lifecycle_state=lifecycle_state.value).set(count)

@@ -50,13 +50,20 @@ from pagestream_operator.observe import (
 from pagestream_operator.observe import assess as assess_observation
 from pagestream_operator.render import (
     CHECKPOINT_ANNOTATION,
+    MONITORING_API,
     PIPELINE_LABEL,
     SPARK_API,
     RenderInput,
     checkpoint_location,
     render_children,
 )
-from pagestream_operator.spec import DesiredState, PipelineSpec, SpecError, parse_spec
+from pagestream_operator.spec import (
+    DesiredState,
+    MonitorKind,
+    PipelineSpec,
+    SpecError,
+    parse_spec,
+)
 from pagestream_operator.status import (
     CheckpointStatus,
     ConditionStatus,
@@ -84,7 +91,13 @@ EmitFn = Callable[[str, str, str], None]
 
 
 class ReconcileError(RuntimeError):
-    """A step failed in a way that retrying may fix (API errors); status already says why."""
+    """A step failed in a way that retrying may fix (API errors); status already says why.
+    ``outcome`` is what the pass recorded in status before failing (its lifecycle state and
+    Ready reason, for the metrics), when it got that far."""
+
+    def __init__(self, message: str, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class NamespaceTerminating(RuntimeError):
@@ -99,6 +112,8 @@ def _terminating(exc: ApiException) -> bool:
 class Outcome:
     result: str  # "ok" | "invalid" | "error" | "paused"
     lifecycle_state: LifecycleState | None = None
+    # The reason of the Ready condition the pass recorded (a Reason value), with the state.
+    reason: str | None = None
     # The SparkApplication's resourceVersion as this pass left it: a watch event carrying it
     # is this pass's own write, not news.
     app_resource_version: str | None = None
@@ -245,7 +260,11 @@ def _report_invalid(ctx: PassContext, message: str) -> Outcome:
     ):
         ctx.api.patch_pipeline_status(ctx.namespace, ctx.name, new.to_patch())
         ctx.emit("Warning", Reason.INVALID_SPEC.value, message)
-    return Outcome("invalid", LifecycleState(ctx.status.get("lifecycleState") or "CREATED"))
+    return Outcome(
+        "invalid",
+        LifecycleState(ctx.status.get("lifecycleState") or "CREATED"),
+        Reason.INVALID_SPEC.value,
+    )
 
 
 def observe_application(ctx: PassContext) -> Outcome | None:
@@ -261,7 +280,14 @@ def plan(ctx: PassContext) -> Outcome | None:
         annotations = (ctx.app.get("spec") or {}).get("driver", {}).get("annotations") or {}
         recorded = recover_record(spec, annotations, CHECKPOINT_ANNOTATION)
     deploy = plan_deploy(spec, ctx.generation, recorded)
-    inp = RenderInput(ctx.name, ctx.namespace, spec, deploy.checkpoint.epoch)
+    inp = RenderInput(
+        ctx.name,
+        ctx.namespace,
+        spec,
+        deploy.checkpoint.epoch,
+        pod_monitors_served=spec.monitoring.monitor is MonitorKind.AUTO
+        and ctx.api.serves(MONITORING_API, "PodMonitor"),
+    )
     children = render_children(inp)
     ctx.planned = Planned(
         spec=spec,
@@ -428,6 +454,7 @@ def record_status(ctx: PassContext) -> Outcome | None:
     )
     _write_status(ctx, final.to_patch(), assessment)
     ctx.outcome.lifecycle_state = assessment.lifecycle_state
+    ctx.outcome.reason = next(c for c in assessment.conditions if c.type == "Ready").reason
     if ctx.app is not None:
         ctx.outcome.app_resource_version = ctx.app["metadata"].get("resourceVersion")
     return CONTINUE
@@ -475,7 +502,7 @@ def fail_on_apply_errors(ctx: PassContext) -> Outcome | None:
     if ctx.apply_errors:
         # status already says what failed; raising makes kopf retry the pass.
         ctx.outcome.result = "error"
-        raise ReconcileError("; ".join(ctx.apply_errors))
+        raise ReconcileError("; ".join(ctx.apply_errors), ctx.outcome)
     return ctx.outcome
 
 

@@ -109,6 +109,17 @@ class RenderInput:
     namespace: str
     spec: PipelineSpec
     checkpoint_epoch: int
+    # Whether the cluster serves prometheus-operator's PodMonitors: what monitor Auto becomes.
+    pod_monitors_served: bool = False
+
+
+def monitor_kind(inp: RenderInput) -> MonitorKind:
+    """The monitor the pipeline gets: ``Auto`` is a PodMonitor where the cluster serves them
+    (prometheus-operator's CRD is installed), none elsewhere."""
+    monitor = inp.spec.monitoring.monitor
+    if monitor is MonitorKind.AUTO:
+        return MonitorKind.POD_MONITOR if inp.pod_monitors_served else MonitorKind.NONE
+    return monitor
 
 
 def common_labels(name: str, component: str) -> dict[str, str]:
@@ -440,7 +451,7 @@ def _driver_selector(inp: RenderInput) -> dict[str, str]:
 
 def render_pod_monitor(inp: RenderInput) -> dict[str, Any] | None:
     mon = inp.spec.monitoring
-    if mon.monitor is not MonitorKind.POD_MONITOR:
+    if monitor_kind(inp) is not MonitorKind.POD_MONITOR:
         return None
     return {
         "apiVersion": MONITORING_API,
@@ -460,7 +471,7 @@ def metrics_service_name(inp: RenderInput) -> str:
 def render_metrics_service(inp: RenderInput) -> dict[str, Any] | None:
     """A headless Service in front of the driver, for a ServiceMonitor to discover it by."""
     mon = inp.spec.monitoring
-    if mon.monitor is not MonitorKind.SERVICE_MONITOR:
+    if monitor_kind(inp) is not MonitorKind.SERVICE_MONITOR:
         return None
     return {
         "apiVersion": "v1",
@@ -483,7 +494,7 @@ def render_metrics_service(inp: RenderInput) -> dict[str, Any] | None:
 
 def render_service_monitor(inp: RenderInput) -> dict[str, Any] | None:
     mon = inp.spec.monitoring
-    if mon.monitor is not MonitorKind.SERVICE_MONITOR:
+    if monitor_kind(inp) is not MonitorKind.SERVICE_MONITOR:
         return None
     return {
         "apiVersion": MONITORING_API,

@@ -444,6 +444,8 @@ class LifecycleSpec(_Model):
 
 
 class MonitorKind(StrEnum):
+    # A PodMonitor where the cluster serves prometheus-operator's PodMonitors, else none.
+    AUTO = "Auto"
     NONE = "None"
     POD_MONITOR = "PodMonitor"
     SERVICE_MONITOR = "ServiceMonitor"
@@ -452,7 +454,7 @@ class MonitorKind(StrEnum):
 class MonitoringSpec(_Model):
     metrics_port: int = Field(default=9108, ge=1024, le=65535)
     # The monitoring objects are children of their own; the job does not see them.
-    monitor: Annotated[MonitorKind, IGNORE] = MonitorKind.NONE
+    monitor: Annotated[MonitorKind, IGNORE] = MonitorKind.AUTO
     monitor_labels: Annotated[dict[str, str], IGNORE] = Field(default_factory=dict)
     dashboards: Annotated[bool, IGNORE] = False
 

@@ -655,6 +655,17 @@ def test_prometheus_rule_embeds_the_rule_file(rendered: dict[str, list[dict[str,
     assert labelled["metadata"]["labels"]["release"] == "monitoring"
 
 
+def test_the_operator_service_monitor_keeps_the_pipelines_namespace_label(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """pagestream_operator_pipeline_state{namespace=<the pipeline's>} must reach Prometheus as
+    `namespace`, which the alerts join on, not as `exported_namespace`."""
+    monitor = one(rendered["defaults"], "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    assert endpoint["port"] == "metrics"
+
+
 def test_dashboards_ship_as_sidecar_configmaps(rendered: dict[str, list[dict[str, Any]]]) -> None:
     maps = by_kind(rendered["defaults"], "ConfigMap")
     files = sorted((CHART / "dashboards").glob("*.json"))

@@ -66,9 +66,56 @@ SQL_CASES = cases("page-analytics")
 class Running:
     run: JobRun
     pipeline: str
+    namespace: str
     prometheus: Prometheus
     postgres: Postgres
     operator_port: int
+
+
+# The pipelines the operator reconciles in the test's namespace, besides the example one (which
+# stays DEPLOYING: the test cluster runs no Spark operator). The test plays the Spark operator
+# for these two, which report RUNNING: the one named after the running job (whose series carry
+# the namespace, as a PodMonitor's scrape adds it) and one whose job nobody scrapes.
+UNSCRAPED = "no-job"
+
+
+def _pipeline_manifest(name: str) -> str:
+    """The minimal example's pipeline, under another name."""
+    docs = list(yaml.safe_load_all((REPO_ROOT / "manifests/examples/minimal.yaml").read_text()))
+    (pipeline,) = [d for d in docs if d and d["kind"] == "PageAnalyticsPipeline"]
+    pipeline["metadata"]["name"] = name
+    return yaml.safe_dump(pipeline)
+
+
+def _play_spark_operator_running(kube: KubeControlPlane, namespace: str, name: str) -> None:
+    """What the Kubeflow Spark operator writes once the application runs."""
+    eventually(
+        lambda: (
+            kubectl(kube, "get", "sparkapplication", name, "-n", namespace, check=False).returncode
+            == 0
+        ),
+        timeout=60,
+        what=f"the SparkApplication {namespace}/{name}",
+    )
+    status = {
+        "status": {
+            "applicationState": {"state": "RUNNING"},
+            "submissionID": f"sub-{name}",
+            "driverInfo": {"podName": f"{name}-driver"},
+        }
+    }
+    kubectl(
+        kube,
+        "patch",
+        "sparkapplication",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
 
 
 def _fresh_page_views(count: int) -> list[tuple[bytes | None, bytes]]:
@@ -119,6 +166,7 @@ def running(
     )
     log.close()
     run = new_job_run(kafka, postgres, stack_paths)
+    pipeline = run.schema.replace("_", "-")
     try:
         kubectl(
             kube,
@@ -128,6 +176,9 @@ def running(
             "-f",
             str(REPO_ROOT / "manifests/examples/minimal.yaml"),
         )
+        for name in (pipeline, UNSCRAPED):
+            kubectl(kube, "apply", "-n", namespace, "-f", "-", stdin=_pipeline_manifest(name))
+            _play_spark_operator_running(kube, namespace, name)
         prometheus.set_targets("pagestream-operator", [f"127.0.0.1:{op_metrics}"])
 
         # The streaming job on the seeded dataset (duplicates, malformed records, bots, late
@@ -135,9 +186,12 @@ def running(
         dataset = build_dataset(seed=23, valid_events=2000, now=int(time.time()))
         records = [(r.key, r.value) for r in dataset.records]
         proc = run.start()
-        prometheus.set_targets("pagestream-job", [f"127.0.0.1:{run.metrics_port}"])
+        # The driver's namespace as a target label, as a PodMonitor's scrape adds it.
+        prometheus.set_targets(
+            "pagestream-job", [f"127.0.0.1:{run.metrics_port}"], {"namespace": namespace}
+        )
         # Traffic only once Prometheus has scraped the job: rates need a sample before it.
-        selector = f'pagestream_job_batch_duration_seconds_count{{pipeline="{run.schema.replace("_", "-")}"}}'
+        selector = f'pagestream_job_batch_duration_seconds_count{{pipeline="{pipeline}"}}'
         eventually(
             lambda: prometheus.query(selector), timeout=180, what="a first scrape of the job"
         )
@@ -148,7 +202,7 @@ def running(
         fresh = _fresh_page_views(50)
         produce(kafka, run.topic, fresh)
         run.wait_consumed(len(records) + len(fresh), proc=proc)
-        yield Running(run, run.schema.replace("_", "-"), prometheus, postgres, op_metrics)
+        yield Running(run, pipeline, namespace, prometheus, postgres, op_metrics)
     finally:
         prometheus.set_targets("pagestream-job", [])
         prometheus.set_targets("pagestream-operator", [])
@@ -177,28 +231,45 @@ def expand_sql(sql: str, schema: str, start: dt.datetime, end: dt.datetime) -> s
 
 
 def prom_query(running: Running, expr: str) -> list[dict[str, Any]]:
-    return running.prometheus.query(expand_promql(expr, running.pipeline))
+    return running.prometheus.query(expand_promql(expr, running.pipeline, running.namespace))
 
 
 def finite(result: list[dict[str, Any]]) -> list[float]:
     return [float(s["value"][1]) for s in result if math.isfinite(float(s["value"][1]))]
 
 
-def test_pipeline_variable_lists_the_running_pipeline(running: Running) -> None:
-    """The dashboard's `pipeline` variable: label_values(pagestream_job_records_total, pipeline)."""
-    data = json.loads((DASHBOARDS / "pipeline-health.json").read_text())
-    (var,) = [v for v in data["templating"]["list"] if v["name"] == "pipeline"]
-    m = re.fullmatch(r"label_values\((\w+), (\w+)\)", var["query"]["query"])
-    assert m
+def label_values(running: Running, query: str) -> list[str]:
+    """A `label_values(metric{selector}, label)` variable query, as Grafana runs it (the
+    series' label values API), with the dashboard's variables expanded."""
+    m = re.fullmatch(r"label_values\((\w+(?:\{[^}]*\})?), (\w+)\)", query)
+    assert m, query
+    match = expand_promql(m.group(1), running.pipeline, running.namespace)
     url = f"{running.prometheus.url}/api/v1/label/{m.group(2)}/values?" + urllib.parse.urlencode(
-        {"match[]": m.group(1)}
+        {"match[]": match}
     )
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return list(json.load(resp)["data"])
 
-    def listed() -> bool:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return running.pipeline in json.load(resp)["data"]
 
-    eventually(listed, timeout=60, what=f"{running.pipeline} among the pipeline label values")
+def test_variables_list_the_running_pipeline_and_its_namespace(running: Running) -> None:
+    """The dashboard's `namespace` variable (label_values(pagestream_job_records_total,
+    namespace)) lists the job's namespace; its `pipeline` variable, within that namespace,
+    the job."""
+    data = json.loads((DASHBOARDS / "pipeline-health.json").read_text())
+    variables = {
+        v["name"]: v["query"]["query"] for v in data["templating"]["list"] if v["type"] == "query"
+    }
+    assert set(variables) == {"namespace", "pipeline"}
+    eventually(
+        lambda: running.namespace in label_values(running, variables["namespace"]),
+        timeout=60,
+        what=f"{running.namespace} among the namespace label values",
+    )
+    eventually(
+        lambda: label_values(running, variables["pipeline"]) == [running.pipeline],
+        timeout=60,
+        what=f"{running.pipeline}, alone, among the pipelines of {running.namespace}",
+    )
 
 
 @pytest.mark.parametrize(("title", "expr"), PROM_CASES, ids=[c[0] for c in PROM_CASES])
@@ -208,10 +279,12 @@ def test_promql_panel_returns_data(running: Running, title: str, expr: str) -> N
         lambda: finite(prom_query(running, expr)), timeout=90, what=f"data for {title!r}"
     )
     assert result
-    if "pipeline" in expr and "operator" not in expr:
-        # The job's panels are about the selected pipeline only.
+    if "pipeline" in expr and "reconcile" not in expr:
+        # The panels are about the selected namespace and pipeline only (the operator's own
+        # reconcile series are about all its pipelines).
         for sample in prom_query(running, expr):
             assert sample["metric"].get("pipeline", running.pipeline) == running.pipeline
+            assert sample["metric"].get("namespace", running.namespace) == running.namespace
 
 
 def test_promql_panels_agree_with_the_job(running: Running) -> None:
@@ -262,6 +335,10 @@ def test_every_dashboard_query_was_run() -> None:
         "Dead letters by reason",
         "Freshness (commit time minus event time)",
         "Operator reconciles",
+        "Pipelines by lifecycle state",
+        "Pipeline states",
+        "Stored events by kind (time range)",
+        "Late page views (time range)",
         "Page views over time",
         "Top products",
         "Countries",
@@ -305,9 +382,12 @@ def alert_exprs() -> dict[str, str]:
 
 def test_alert_conditions_on_the_real_series(running: Running) -> None:
     """The alert expressions, evaluated by the real Prometheus on the real series: the running
-    job commits and has read everything, so its stall and lag conditions are false; the
-    pipeline the operator reconciles has no Spark operator to run it (the test cluster has
-    none), so it stays DEPLOYING and the not-Ready condition holds, while nothing is FAILED."""
+    job commits and has read everything, so its stall and lag conditions are false. Of the
+    pipelines the operator reconciles, the example one has no Spark operator to run it (the
+    test cluster has none), so it stays DEPLOYING and the not-Ready condition holds, naming it;
+    the two the test reports RUNNING are not; the one whose job Prometheus scrapes has its job
+    series (joined on namespace and pipeline), the other has none and the metrics-absent
+    condition names it, and it alone. Nothing is FAILED or stalled."""
     exprs = alert_exprs()
 
     def for_pipeline(name: str) -> list[dict[str, Any]]:
@@ -316,6 +396,18 @@ def test_alert_conditions_on_the_real_series(running: Running) -> None:
             for s in running.prometheus.query(exprs[name])
             if s["metric"].get("pipeline") == running.pipeline
         ]
+
+    def named(name: str) -> set[tuple[str, ...]]:
+        """The (namespace, pipeline, further labels) the condition holds for in this test's
+        namespace: the labels its alert carries."""
+        out = set()
+        for sample in running.prometheus.query(exprs[name]):
+            labels = sample["metric"]
+            if labels.get("namespace") != running.namespace:
+                continue
+            assert float(sample["value"][1]) == 1, sample
+            out.add(tuple(labels[k] for k in sorted(labels)))
+        return out
 
     # Both series exist, so an empty result means the condition is false, not absent data.
     assert finite(
@@ -326,11 +418,35 @@ def test_alert_conditions_on_the_real_series(running: Running) -> None:
     )
     assert for_pipeline("PagestreamNoCommittedBatch") == []
     assert for_pipeline("PagestreamKafkaLagGrowing") == []
-    assert running.prometheus.query(exprs["PagestreamPipelineFailed"]) == []
 
-    def not_ready() -> list[dict[str, Any]]:
-        return running.prometheus.query(exprs["PagestreamPipelineNotReady"])
+    example = yaml.safe_load_all((REPO_ROOT / "manifests/examples/minimal.yaml").read_text())
+    (example_name,) = [
+        d["metadata"]["name"] for d in example if d["kind"] != "PersistentVolumeClaim"
+    ]
 
-    (sample,) = eventually(not_ready, timeout=60, what="the not-Ready condition")
-    assert sample["metric"]["lifecycle_state"] in {"CREATED", "DEPLOYING"}
-    assert float(sample["value"][1]) == 1
+    def not_ready() -> set[tuple[str, ...]]:
+        # Labels sorted: namespace, pipeline, state.
+        return {n for n in named("PagestreamPipelineNotReady") if n[2] == "DEPLOYING"}
+
+    assert eventually(not_ready, timeout=60, what="the not-Ready condition") == {
+        (running.namespace, example_name, "DEPLOYING")
+    }
+
+    # The series the pipeline alerts read: one per pipeline, with its state and Ready reason.
+    def states() -> set[tuple[str, str, str]]:
+        return {
+            (s["metric"]["pipeline"], s["metric"]["state"], s["metric"]["reason"])
+            for s in prom_query(
+                running, 'pagestream_operator_pipeline_state{namespace=~"$namespace"}'
+            )
+        }
+
+    expected = {
+        (example_name, "DEPLOYING", "Deploying"),
+        (running.pipeline, "RUNNING", "Running"),
+        (UNSCRAPED, "RUNNING", "Running"),
+    }
+    eventually(lambda: states() == expected, timeout=60, what=f"the state series {expected}")
+    assert named("PagestreamPipelineMetricsAbsent") == {(running.namespace, UNSCRAPED)}
+    assert named("PagestreamPipelineFailed") == set()
+    assert named("PagestreamPipelineStalled") == set()

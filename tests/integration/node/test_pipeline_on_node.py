@@ -179,7 +179,7 @@ def test_every_promql_panel_returns_data_from_the_cluster_prometheus(scenario: S
     for title, expr in _promql_panels():
 
         def has_data(expr: str = expr) -> bool:
-            return bool(scenario.prom_query(expand_promql(expr, PIPELINE)))
+            return bool(scenario.prom_query(expand_promql(expr, PIPELINE, NAMESPACE)))
 
         try:
             eventually(has_data, timeout=60, interval=5, what=title)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from operator_harness import (
     PODMON,
@@ -22,8 +23,10 @@ from operator_harness import (
     metric_value,
     pipeline_body,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from pagestream.stack.kube import KubeControlPlane
+from pagestream_operator.apply import KubeApi
 from pagestream_operator.render import RenderInput, render_spark_application
 from pagestream_operator.spec import parse_spec
 
@@ -117,8 +120,14 @@ def test_lifecycle_follows_the_spark_application(
     assert cond["Progressing"]["status"] == "False"
     assert status["sparkApplication"]["submissionID"] == "sub-1"
 
+    wait_pipeline_state(operator, cluster.namespace, "follow", {("RUNNING", "Running")})
+
     cluster.play_spark_operator("follow", "FAILED", "sub-1", error="driver pod OOMKilled")
     status = cluster.wait_state("follow", "FAILED")["status"]
+    # One series names the failed pipeline, with its Ready reason (the old one is gone).
+    wait_pipeline_state(
+        operator, cluster.namespace, "follow", {("FAILED", "SparkApplicationFailed")}
+    )
     cond = conditions(status)
     assert cond["Degraded"]["status"] == "True"
     assert cond["Degraded"]["reason"] == "SparkApplicationFailed"
@@ -136,6 +145,31 @@ def test_lifecycle_follows_the_spark_application(
     assert metric_value(text, "pagestream_operator_reconciles_total", result="ok") > 0
     assert metric_value(text, "pagestream_operator_reconcile_duration_seconds_count") > 0
     assert "pagestream_operator_pipelines{" in text
+    wait_pipeline_state(operator, cluster.namespace, "follow", {("RUNNING", "Running")})
+
+
+def pipeline_state(operator: OperatorProcess, namespace: str, name: str) -> set[tuple[str, str]]:
+    """(state, reason) of the pipeline's pagestream_operator_pipeline_state series, value 1."""
+    found = set()
+    for family in text_string_to_metric_families(operator.metrics()):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name != "pagestream_operator_pipeline_state":
+                continue
+            if (labels["namespace"], labels["pipeline"]) == (namespace, name):
+                assert sample.value == 1, sample
+                found.add((labels["state"], labels["reason"]))
+    return found
+
+
+def wait_pipeline_state(
+    operator: OperatorProcess, namespace: str, name: str, expected: set[tuple[str, str]]
+) -> None:
+    """The series follows status right after the pass that wrote it."""
+    eventually(
+        lambda: pipeline_state(operator, namespace, name) == expected,
+        what=f"pagestream_operator_pipeline_state of {namespace}/{name} to be {expected}",
+    )
 
 
 def _running(cluster: Cluster, name: str, submission: str = "sub-1") -> dict:
@@ -306,12 +340,41 @@ def test_children_no_longer_wanted_are_deleted(operator: OperatorProcess, cluste
     assert cluster.app("trim") is not None
 
 
+def test_a_pipeline_without_a_monitor_choice_gets_a_pod_monitor_here(
+    operator: OperatorProcess, cluster: Cluster
+) -> None:
+    """spec.monitoring.monitor defaults to Auto: a PodMonitor where prometheus-operator's CRD
+    is installed, as it is on this API server (unit tests cover the cluster without it)."""
+    cluster.create(pipeline_body("auto"))
+    assert cluster.pipeline("auto")["spec"]["monitoring"]["monitor"] == "Auto"
+    podmon = eventually(lambda: cluster.get(PODMON, "auto"), what="PodMonitor")
+    assert podmon["spec"]["selector"]["matchLabels"] == {
+        "pagestream.dev/pipeline": "auto",
+        "spark-role": "driver",
+    }
+    status = cluster.wait_status(
+        "auto", "children recorded", lambda s: len(s.get("children", [])) == 2
+    )["status"]
+    assert {c["kind"] for c in status["children"]} == {"SparkApplication", "PodMonitor"}
+
+
+def test_discovery_tells_which_kinds_the_api_server_serves(
+    api: client.ApiClient, crds: list[str]
+) -> None:
+    kube_api = KubeApi(api)
+    assert kube_api.serves("monitoring.coreos.com/v1", "PodMonitor")
+    assert not kube_api.serves("monitoring.coreos.com/v1", "NoSuchMonitor")
+    assert not kube_api.serves("nothing.example.com/v1", "Thing")  # 404: no such group
+    assert kube_api.serves("v1", "ConfigMap")
+
+
 def test_deleting_the_pipeline_deletes_its_children(
     operator: OperatorProcess, cluster: Cluster
 ) -> None:
     cluster.create(pipeline_body("gone", **FULL_EXTRAS))
     cluster.wait_app("gone")
     eventually(lambda: cluster.get(TOPIC, "gone"), what="KafkaTopic")
+    eventually(lambda: pipeline_state(operator, cluster.namespace, "gone"), what="the state series")
 
     cluster.objects.delete_namespaced_custom_object(
         "pagestream.dev", "v1alpha1", cluster.namespace, "pageanalyticspipelines", "gone"
@@ -320,6 +383,8 @@ def test_deleting_the_pipeline_deletes_its_children(
     eventually(lambda: cluster.app("gone") is None, what="SparkApplication collected", timeout=60)
     eventually(lambda: cluster.get(TOPIC, "gone") is None, what="KafkaTopic collected", timeout=60)
     eventually(lambda: cluster.get(PODMON, "gone") is None, what="PodMonitor collected", timeout=60)
+    # The deleted pipeline's series goes with it: no alert keeps naming it.
+    wait_pipeline_state(operator, cluster.namespace, "gone", set())
 
 
 def test_logs_are_json_lines_that_name_their_object(

@@ -117,3 +117,80 @@ def test_every_variable_used_is_defined(path: Path) -> None:
     used = set(re.findall(r"\$\{?([a-z]\w*)", text))
     assert used <= defined, used - defined
     assert data["uid"].startswith("pagestream-") and len(data["uid"]) <= 40
+
+
+HEALTH = DASHBOARDS / "pipeline-health.json"
+# The operator's own series, over all its pipelines: they have no pipeline to filter by.
+OPERATOR_WIDE = {
+    "pagestream_operator_reconciles_total",
+    "pagestream_operator_reconcile_duration_seconds_bucket",
+}
+METRIC = re.compile(r"\b(pagestream_\w+)(\{[^}]*\})?")
+COUNTER_INSIDE = re.compile(r"\b(rate|increase|irate)\(\s*(pagestream_\w+_total)\b")
+
+
+def prometheus_targets(data: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    return [
+        (p, t["expr"])
+        for p in data["panels"]
+        if p["type"] != "row" and p["datasource"]["type"] == "prometheus"
+        for t in p["targets"]
+    ]
+
+
+def test_pipeline_health_has_a_namespace_variable_before_the_pipeline() -> None:
+    """Same-named pipelines in two namespaces are two pipelines: the namespace is chosen
+    first and the pipeline list is the chosen namespaces'."""
+    variables = load(HEALTH)["templating"]["list"]
+    names = [v["name"] for v in variables]
+    assert names == ["prometheus", "namespace", "pipeline"]
+    namespace, pipeline = variables[1], variables[2]
+    assert namespace["query"]["query"] == "label_values(pagestream_job_records_total, namespace)"
+    assert pipeline["query"]["query"] == (
+        'label_values(pagestream_job_records_total{namespace=~"$namespace"}, pipeline)'
+    )
+    for var in (namespace, pipeline):
+        assert var["multi"] and var["includeAll"] and var["allValue"] == ".*"
+
+
+def test_every_pipeline_query_is_filtered_by_namespace_and_pipeline() -> None:
+    filtered = 0
+    for panel, expr in prometheus_targets(load(HEALTH)):
+        for name, selector in METRIC.findall(expr):
+            if name in OPERATOR_WIDE:
+                assert not selector, (panel["title"], expr)
+                continue
+            assert 'namespace=~"$namespace"' in selector, (panel["title"], expr)
+            assert 'pipeline=~"$pipeline"' in selector, (panel["title"], expr)
+            filtered += 1
+        # A series per pipeline is one per namespace and name, never merged across namespaces.
+        for group in re.findall(r"by \(([^)]*)\)", expr):
+            labels = {label.strip() for label in group.split(",")}
+            if "pipeline" in labels:
+                assert "namespace" in labels, (panel["title"], expr)
+        for target in panel["targets"]:
+            if "{{pipeline}}" in target.get("legendFormat", ""):
+                assert "{{namespace}}/{{pipeline}}" in target["legendFormat"], panel["title"]
+    assert filtered >= 16
+
+
+def test_stat_and_gauge_panels_have_thresholds_and_show_no_raw_counter() -> None:
+    """A counter restarts at 0 with the driver: a stat shows its increase over the time range
+    (or a rate), never its raw value."""
+    single_value = [p for p in load(HEALTH)["panels"] if p["type"] in {"stat", "gauge", "bargauge"}]
+    assert len(single_value) >= 5
+    for panel in single_value:
+        defaults = panel["fieldConfig"]["defaults"]
+        steps = defaults["thresholds"]["steps"]
+        assert defaults["thresholds"]["mode"] == "absolute", panel["title"]
+        assert steps[0]["value"] is None, panel["title"]  # the base colour
+        values = [s["value"] for s in steps[1:]]
+        assert values == sorted(values), panel["title"]
+        assert defaults["color"] == {"mode": "thresholds"}, panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            counters = set(re.findall(r"\bpagestream_\w+_total\b", expr))
+            wrapped = {name for _, name in COUNTER_INSIDE.findall(expr)}
+            assert counters == wrapped, (panel["title"], expr)
+            if "increase(" in expr:
+                assert "[$__range]" in expr, (panel["title"], expr)

@@ -31,6 +31,8 @@ class MemoryApi:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_kinds: set[str] = set()
+        # The kinds the cluster serves beyond the built-in ones (none: no prometheus-operator).
+        self.served_kinds: set[str] = set()
         self._version = 0
 
     def _bump(self, obj: dict[str, Any]) -> None:
@@ -61,6 +63,10 @@ class MemoryApi:
         self._bump(new)
         self.objects[key] = new
         return copy.deepcopy(new)
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        self.calls.append(("serves", f"{api_version}/{kind}"))
+        return kind in self.served_kinds
 
     def delete(self, ref: ChildRef, namespace: str) -> bool:
         self.calls.append(("delete", str(ref)))
@@ -430,3 +436,86 @@ def test_every_status_written_is_one_the_crd_accepts_whole() -> None:
     # What the passes left is exactly a status model (which test_status checks against the CRD).
     status = api.pipeline("p")["status"]
     assert PipelineStatus.model_validate(status).to_patch() == status
+
+
+def test_the_outcome_carries_the_state_and_ready_reason_the_metrics_export() -> None:
+    """handlers.Reconciler exports each pipeline's lifecycle state and Ready reason from the
+    outcome (pagestream_operator_pipeline_state); they are what status says."""
+
+    def outcome(api: MemoryApi) -> tuple[str | None, str | None]:
+        result = reconcile(api, api.pipeline("p"), Events())  # type: ignore[arg-type]
+        status = api.pipeline("p")["status"]
+        ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+        assert (result.lifecycle_state, result.reason) == (
+            status["lifecycleState"],
+            ready["reason"],
+        )
+        return result.lifecycle_state, result.reason
+
+    api = MemoryApi()
+    api.add_pipeline("p", minimal_spec())
+    assert outcome(api) == ("DEPLOYING", "Deploying")
+    api.spark_status("p", "RUNNING", "s1")
+    assert outcome(api) == ("RUNNING", "Running")
+    api.spark_status("p", "FAILED", "s1")
+    assert outcome(api) == ("FAILED", "SparkApplicationFailed")
+    api.spark_status("p", "RUNNING", "s1")
+    assert outcome(api) == ("RUNNING", "Running")
+
+    # An invalid spec keeps the last state, with the reason InvalidSpec.
+    api.set_spec(
+        "p",
+        minimal_spec(
+            kafka={
+                "bootstrapServers": "k:1",
+                "strimziCluster": {"name": "e"},
+                "topic": {"name": "v"},
+            }
+        ),
+    )
+    assert outcome(api) == ("RUNNING", "InvalidSpec")
+
+    # A failed apply raises, and the error carries what status recorded.
+    failing = MemoryApi()
+    failing.add_pipeline("p", minimal_spec(monitoring={"monitor": "PodMonitor"}))
+    failing.fail_kinds.add("PodMonitor")
+    with pytest.raises(ReconcileError) as raised:
+        run(failing)
+    assert raised.value.outcome is not None
+    status = failing.pipeline("p")["status"]
+    assert (raised.value.outcome.lifecycle_state, raised.value.outcome.reason) == (
+        status["lifecycleState"],
+        "ApplyFailed",
+    )
+    assert status["lifecycleState"] == "DEPLOYING"  # the SparkApplication was applied
+
+
+def test_monitor_auto_follows_what_the_cluster_serves() -> None:
+    """A pipeline that does not choose a monitor gets a PodMonitor where the cluster serves
+    PodMonitors, nothing where it does not, and loses it when the CRD goes away. Only Auto
+    asks the cluster."""
+    api = MemoryApi()
+    api.add_pipeline("p", minimal_spec())
+    run(api)
+    assert ("serves", "monitoring.coreos.com/v1/PodMonitor") in api.calls
+    assert ("apply", "PodMonitor/p") not in api.calls
+
+    api.served_kinds.add("PodMonitor")
+    events = run(api)
+    assert ("apply", "PodMonitor/p") in api.calls
+    assert "ChildCreated" in events.reasons()
+    children = {c["kind"] for c in api.pipeline("p")["status"]["children"]}
+    assert children == {"SparkApplication", "PodMonitor"}
+
+    api.served_kinds.clear()
+    api.calls.clear()
+    run(api)
+    assert ("delete", "PodMonitor/p") in api.calls
+    assert [c["kind"] for c in api.pipeline("p")["status"]["children"]] == ["SparkApplication"]
+
+    explicit = MemoryApi()
+    explicit.served_kinds.add("PodMonitor")
+    explicit.add_pipeline("p", minimal_spec(monitoring={"monitor": "None"}))
+    run(explicit)
+    assert not [c for c in explicit.calls if c[0] == "serves"]
+    assert ("apply", "PodMonitor/p") not in explicit.calls

@@ -351,3 +351,32 @@ def test_tls_settings_that_contradict_each_other_are_refused_naming_the_field(
     with pytest.raises(SpecError) as info:
         parse_spec(minimal_spec(kafka=kafka, postgres=postgres))
     assert message in str(info.value)
+
+
+def test_monitor_auto_is_a_pod_monitor_where_the_cluster_serves_them() -> None:
+    """The default monitor: a PodMonitor where prometheus-operator's CRD is installed, none
+    elsewhere (a pipeline must not fail to apply for want of an optional CRD). An explicit
+    choice is kept whatever the cluster serves."""
+    import dataclasses
+
+    from pagestream_operator.render import monitor_kind
+    from pagestream_operator.spec import MonitorKind
+
+    inp = case("minimal")
+    assert inp.spec.monitoring.monitor is MonitorKind.AUTO  # the default
+    served = dataclasses.replace(inp, pod_monitors_served=True)
+    assert monitor_kind(inp) is MonitorKind.NONE
+    assert [c["kind"] for c in render_children(inp)] == ["SparkApplication"]
+    assert monitor_kind(served) is MonitorKind.POD_MONITOR
+    (podmon,) = [c for c in render_children(served) if c["kind"] == "PodMonitor"]
+    assert podmon["spec"]["selector"]["matchLabels"] == {
+        "pagestream.dev/pipeline": inp.name,
+        "spark-role": "driver",
+    }
+    for explicit in (MonitorKind.NONE, MonitorKind.SERVICE_MONITOR, MonitorKind.POD_MONITOR):
+        spec = inp.spec.model_copy(
+            update={"monitoring": inp.spec.monitoring.model_copy(update={"monitor": explicit})}
+        )
+        for on_cluster in (False, True):
+            given = dataclasses.replace(inp, spec=spec, pod_monitors_served=on_cluster)
+            assert monitor_kind(given) is explicit
