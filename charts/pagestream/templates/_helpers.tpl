@@ -103,6 +103,9 @@ spec:
     cnpgCluster:
       name: {{ .Values.postgres.name }}
     database: {{ .Values.postgres.database }}
+    {{- if .Values.postgres.readerRole.create }}
+    readerRole: {{ .Values.postgres.readerRole.name }}
+    {{- end }}
   spark:
     image: {{ $e.image }}
     executor:

@@ -87,10 +87,31 @@ def migrate(conn: PgConnection, schema: str) -> list[int]:
                 )
             log.info("applied migration V%03d__%s", mig.version, mig.name, extra={"schema": schema})
             applied_now.append(mig.version)
+        ensure_dashboard_api(conn)
     finally:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
+
+
+DASHBOARD_SCHEMA = "pagestream_dashboards"
+
+
+def ensure_dashboard_api(conn: PgConnection) -> None:
+    """Create ``pagestream_dashboards.run`` (migrations/shared/dashboard_api.sql) unless the
+    database has it: one for every pipeline in it, made by the first job that starts (the
+    caller holds the migration lock, so two jobs never race to create it)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s AND p.proname = 'run'",
+            (DASHBOARD_SCHEMA,),
+        )
+        if cur.fetchone() is not None:
+            return
+        text = files(__package__).joinpath("migrations", "shared", "dashboard_api.sql").read_text()
+        cur.execute(text)
+    log.info("created the dashboards' query function", extra={"schema": DASHBOARD_SCHEMA})
 
 
 class ReaderRoleMissing(MigrationError):
@@ -102,7 +123,8 @@ def grant_read_access(
 ) -> None:
     """Let ``role`` read ``schema`` and nothing more: USAGE on the schema, SELECT on its tables
     and views, and the same on every table this job's user creates there later (default
-    privileges, so a new migration needs no new grant). Idempotent. The role may appear a
+    privileges, so a new migration needs no new grant); USAGE on the dashboards' schema, whose
+    query function runs with the role's own rights. Idempotent. The role may appear a
     little after the database (CloudNativePG reconciles managed roles on its own): wait for it
     with backoff, then fail saying what to create."""
     delay = first_delay
@@ -110,8 +132,13 @@ def grant_read_access(
         with conn, conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
             if cur.fetchone() is not None:
-                names = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
+                names = {
+                    "schema": sql.Identifier(schema),
+                    "role": sql.Identifier(role),
+                    "dashboards": sql.Identifier(DASHBOARD_SCHEMA),
+                }
                 for statement in (
+                    "GRANT USAGE ON SCHEMA {dashboards} TO {role}",
                     "GRANT USAGE ON SCHEMA {schema} TO {role}",
                     "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
                     "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}",

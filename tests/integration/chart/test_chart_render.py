@@ -44,19 +44,43 @@ LABELS = (
 SECRET_WORDS = re.compile(r"pass(word)?|secret|token|jaas|credential|private", re.I)
 
 
+def _stage_user(
+    stages: dict[str, tuple[str, list[tuple[str, str]]]],
+    parent: str,
+    instructions: list[tuple[str, str]],
+) -> list[str]:
+    """The last USER of a stage, else of the stage it is built FROM (if one of this file)."""
+    own = [r for w, r in instructions if w == "USER"][-1:]
+    if own or parent not in stages:
+        return own
+    return _stage_user(stages, *stages[parent])
+
+
 def image_user(entrypoint: str) -> str:
-    """The USER of the image stage whose ENTRYPOINT runs ``entrypoint`` (images/*/Dockerfile*)."""
+    """The USER of the image stage whose ENTRYPOINT runs ``entrypoint`` (images/*/Dockerfile*),
+    following ``FROM <stage>`` to the stage it builds on (a target's USER may be its base's)."""
     found = []
     for dockerfile in sorted((REPO_ROOT / "images").glob("*/Dockerfile*")):
         if dockerfile.name.endswith(".dockerignore"):
             continue
-        stage: list[tuple[str, str]] = []
-        for word, rest in [*dockerfile_instructions(dockerfile), ("FROM", "")]:
+        # Each stage: (its parent's alias, its instructions); the effective USER is the last
+        # in the stage, else its parent's.
+        stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        current: list[tuple[str, str]] | None = None
+        ordered: list[tuple[str, list[tuple[str, str]]]] = []
+        for word, rest in dockerfile_instructions(dockerfile):
             if word == "FROM":
-                if any(w == "ENTRYPOINT" and entrypoint in r for w, r in stage):
-                    found += [r for w, r in stage if w == "USER"][-1:]
-                stage = []
-            stage.append((word, rest))
+                parts = rest.split()
+                parent = parts[0]
+                alias = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else ""
+                current = []
+                stages[alias or f"#{len(ordered)}"] = (parent, current)
+                ordered.append((parent, current))
+            elif current is not None:
+                current.append((word, rest))
+        for parent, instructions in ordered:
+            if any(w == "ENTRYPOINT" and entrypoint in r for w, r in instructions):
+                found += _stage_user(stages, parent, instructions)
     assert len(found) == 1, f"one image stage should run {entrypoint} as a USER: {found}"
     return found[0]
 
@@ -814,3 +838,31 @@ def test_the_operator_accepts_the_arguments_the_deployment_passes(
     )
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
     assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+
+
+def test_dashboards_read_postgres_as_the_read_only_role(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Grafana's datasource logs in as postgres.readerRole, a CloudNativePG managed role whose
+    password Secret the user makes, and the example pipeline grants it its schema; the owner
+    the job writes as is nobody's dashboard login."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    reader = values["postgres"]["readerRole"]
+    grafana = values["kubePrometheusStack"]["grafana"]
+    (datasource,) = grafana["additionalDataSources"]
+    assert datasource["user"] == reader["name"] != values["postgres"]["owner"]
+    secret_ref = grafana["envValueFrom"]["PAGESTREAM_PG_PASSWORD"]["secretKeyRef"]
+    assert secret_ref["name"] == reader["passwordSecret"]
+    objects = rendered["example-pipeline-values"]
+    (cluster,) = by_kind(objects, "Cluster")
+    assert cluster["spec"]["managed"]["roles"] == [
+        {
+            "name": reader["name"],
+            "ensure": "present",
+            "login": True,
+            "comment": "read-only access for pagestream dashboards",
+            "passwordSecret": {"name": reader["passwordSecret"]},
+        }
+    ]
+    (pipeline,) = by_kind(objects, "PageAnalyticsPipeline")
+    assert pipeline["spec"]["postgres"]["readerRole"] == reader["name"]

@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +32,14 @@ from polling import eventually
 from streaming.conftest import JobRun, new_job_run, produce, stop_all
 from streaming.dataset import build_dataset
 
+from pagestream.local.snapshot import SCHEMA_VARIABLE, sqlstring
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT, StackPaths
-from pagestream.stack.postgres import Postgres
+from pagestream.stack.postgres import DATABASE, Postgres
 from pagestream.stack.process import free_port
 from pagestream.stack.prometheus import Prometheus
+from pagestream_spark.migrate import migrate
 
 pytestmark = [
     pytest.mark.spark,
@@ -70,6 +73,19 @@ class Running:
     prometheus: Prometheus
     postgres: Postgres
     operator_port: int
+    # The datasource's login: the read-only role the job granted its schema to.
+    reader: str
+
+    def as_reader(self) -> Any:
+        conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.postgres.port,
+            dbname=DATABASE,
+            user=self.reader,
+            password=READER_PASSWORD,
+        )
+        conn.autocommit = True
+        return conn
 
 
 # The pipelines the operator reconciles in the test's namespace, besides the example one (which
@@ -77,6 +93,13 @@ class Running:
 # for these two, which report RUNNING: the one named after the running job (whose series carry
 # the namespace, as a PodMonitor's scrape adds it) and one whose job nobody scrapes.
 UNSCRAPED = "no-job"
+READER_PASSWORD = "dashboard-reader-pw"
+
+
+def _admin(postgres: Postgres) -> Any:
+    conn = psycopg2.connect(postgres.dsn())
+    conn.autocommit = True
+    return conn
 
 
 def _pipeline_manifest(name: str) -> str:
@@ -167,6 +190,9 @@ def running(
     log.close()
     run = new_job_run(kafka, postgres, stack_paths)
     pipeline = run.schema.replace("_", "-")
+    reader = f"grafana_{uuid.uuid4().hex[:8]}"
+    with closing(_admin(postgres)) as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE ROLE {reader} LOGIN PASSWORD '{READER_PASSWORD}'")
     try:
         kubectl(
             kube,
@@ -185,7 +211,7 @@ def running(
         # events), scraped by Prometheus while it runs.
         dataset = build_dataset(seed=23, valid_events=2000, now=int(time.time()))
         records = [(r.key, r.value) for r in dataset.records]
-        proc = run.start()
+        proc = run.start(**{"postgres-reader-role": reader})
         # The driver's namespace as a target label, as a PodMonitor's scrape adds it.
         prometheus.set_targets(
             "pagestream-job", [f"127.0.0.1:{run.metrics_port}"], {"namespace": namespace}
@@ -202,8 +228,11 @@ def running(
         fresh = _fresh_page_views(50)
         produce(kafka, run.topic, fresh)
         run.wait_consumed(len(records) + len(fresh), proc=proc)
-        yield Running(run, pipeline, namespace, prometheus, postgres, op_metrics)
+        yield Running(run, pipeline, namespace, prometheus, postgres, op_metrics, reader)
     finally:
+        with closing(_admin(postgres)) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP OWNED BY {reader}")
+            cur.execute(f"DROP ROLE {reader}")
         prometheus.set_targets("pagestream-job", [])
         prometheus.set_targets("pagestream-operator", [])
         stop_all(run)
@@ -216,7 +245,7 @@ def expand_sql(sql: str, schema: str, start: dt.datetime, end: dt.datetime) -> s
     """Grafana's PostgreSQL macros, as its SQL datasource expands them."""
     fmt = "%Y-%m-%dT%H:%M:%SZ"
     frm, to = f"'{start.strftime(fmt)}'", f"'{end.strftime(fmt)}'"
-    sql = sql.replace("${schema}", schema).replace("$schema", schema)
+    sql = sql.replace(SCHEMA_VARIABLE, sqlstring(schema))
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN {frm} AND {to}", sql)
     sql = sql.replace("$__timeFrom()", frm).replace("$__timeTo()", to)
 
@@ -226,7 +255,7 @@ def expand_sql(sql: str, schema: str, start: dt.datetime, end: dt.datetime) -> s
         return f'floor(extract(epoch from {column})/{seconds})*{seconds} AS "time"'
 
     sql = re.sub(r"\$__timeGroupAlias\(([^,]+),\s*'(\w+)'\)", group, sql)
-    assert "$" not in sql.replace("$$", ""), f"unexpanded macro in {sql}"
+    assert "$" not in sql.replace("$$", ""), f"unexpanded macro or variable in {sql}"
     return sql
 
 
@@ -302,13 +331,13 @@ def test_promql_panels_agree_with_the_job(running: Running) -> None:
 
 @pytest.mark.parametrize(("title", "sql"), SQL_CASES, ids=[c[0] for c in SQL_CASES])
 def test_sql_panel_returns_rows(running: Running, title: str, sql: str) -> None:
+    """As the datasource's read-only role: what the panels need, the job granted it."""
     now = dt.datetime.now(dt.UTC)
     query = expand_sql(sql, running.run.schema, now - dt.timedelta(days=2), now)
-    with psycopg2.connect(running.postgres.dsn()) as conn, conn.cursor() as cur:
+    with closing(running.as_reader()) as conn, conn.cursor() as cur:
         cur.execute(query)
         rows = cur.fetchall()
         columns = [c.name for c in cur.description]
-    conn.close()
     assert rows, f"{title}: no rows"
     values = [
         v for row in rows for v in row if isinstance(v, numbers.Number) and not isinstance(v, bool)
@@ -323,6 +352,72 @@ def test_realtime_panel_counts_the_fresh_page_views(running: Running) -> None:
     query = expand_sql(sql, running.run.schema, now - dt.timedelta(hours=1), now)
     rows = running.run.query(query)
     assert sum(views for _, views in rows) >= 50
+
+
+def test_the_schema_variable_lists_the_pipelines_the_role_may_read(running: Running) -> None:
+    """A closed list: of the pipelines in the database, the ones the role may read."""
+    data = json.loads((DASHBOARDS / "page-analytics.json").read_text())
+    (variable,) = [v for v in data["templating"]["list"] if v["name"] == "schema"]
+    other = f"t_{uuid.uuid4().hex[:8]}"
+    with closing(psycopg2.connect(running.postgres.dsn())) as conn:
+        migrate(conn, other)
+    try:
+        with closing(running.as_reader()) as conn, conn.cursor() as cur:
+            cur.execute(variable["query"])
+            assert cur.fetchall() == [(running.run.schema,)]
+        with closing(_admin(running.postgres)) as conn, conn.cursor() as cur:
+            cur.execute(variable["query"])
+            assert {running.run.schema, other} <= {row[0] for row in cur.fetchall()}
+    finally:
+        with closing(_admin(running.postgres)) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {other} CASCADE")
+
+
+# Schema values a viewer could put in the dashboard's URL (var-schema=...): quotes, a
+# backslash before a quote, comments, statements, a real schema that is no pipeline's.
+HOSTILE_SCHEMAS = [
+    "pagestream'; DROP TABLE batch_commits; --",
+    "x' OR '1'='1",
+    'x"; DROP SCHEMA public CASCADE; --',
+    "x\\'; DELETE FROM batch_commits; --",
+    "x'||pg_sleep(5)||'",
+    "$$; DROP TABLE batch_commits; $$",
+    "information_schema",
+    "",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_SCHEMAS)
+def test_a_hostile_schema_value_reaches_no_sql(running: Running, hostile: str) -> None:
+    """Every panel with the value as Grafana's sqlstring format writes it: one string, which
+    pagestream_dashboards.run refuses as no pipeline's schema; nothing runs, nothing changes."""
+    now = dt.datetime.now(dt.UTC)
+    before = running.run.query("SELECT count(*), sum(consumed) FROM batch_commits")
+    for title, sql in SQL_CASES:
+        query = expand_sql(sql, hostile, now - dt.timedelta(days=2), now)
+        with closing(running.as_reader()) as conn, conn.cursor() as cur:
+            with pytest.raises(psycopg2.errors.InvalidSchemaName) as info:
+                cur.execute(query)
+        assert "no pagestream pipeline schema" in str(info.value), title
+    assert running.run.query("SELECT count(*), sum(consumed) FROM batch_commits") == before
+
+
+def test_a_pipeline_schema_the_role_was_not_granted_stays_closed(running: Running) -> None:
+    """Another pipeline's schema in the same database passes the function's check (it is a
+    pipeline's) and is then refused by PostgreSQL: the role's own rights decide."""
+    other = f"t_{uuid.uuid4().hex[:8]}"
+    with closing(psycopg2.connect(running.postgres.dsn())) as conn:
+        migrate(conn, other)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        for _title, sql in SQL_CASES:
+            query = expand_sql(sql, other, now - dt.timedelta(days=2), now)
+            with closing(running.as_reader()) as conn, conn.cursor() as cur:
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(query)
+    finally:
+        with closing(_admin(running.postgres)) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {other} CASCADE")
 
 
 def test_every_dashboard_query_was_run() -> None:

@@ -64,6 +64,18 @@ _TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# How every panel names its pipeline: the schema as a string literal, for
+# pagestream_dashboards.run to check and make the search path (Grafana cannot quote an
+# identifier safely, only a string).
+SCHEMA_VARIABLE = "${schema:sqlstring}"
+
+
+def sqlstring(value: str) -> str:
+    """Grafana's ``sqlstring`` variable format: the value in single quotes, each quote doubled
+    (safe under standard_conforming_strings, PostgreSQL's default)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def expand_macros(sql_text: str, schema: str) -> str:
     """Grafana's PostgreSQL macros, as its data source expands them, with the time range left as
     query parameters (%(time_from)s, %(time_to)s)."""
@@ -80,7 +92,8 @@ def expand_macros(sql_text: str, schema: str) -> str:
         lambda m: f"{m.group(1).strip()} BETWEEN %(time_from)s AND %(time_to)s", out
     )
     out = out.replace("$__timeFrom()", "%(time_from)s").replace("$__timeTo()", "%(time_to)s")
-    return out.replace("${schema}", f'"{schema}"')
+    # psycopg2 reads % as a parameter marker; the panels' own text has none.
+    return out.replace(SCHEMA_VARIABLE, sqlstring(schema).replace("%", "%%"))
 
 
 def run_panels(
