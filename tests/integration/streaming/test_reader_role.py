@@ -17,7 +17,7 @@ from psycopg2 import errors, sql
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import DATABASE, Postgres
-from pagestream_spark.migrate import ReaderRoleMissing, grant_read_access
+from pagestream_spark.migrate import ReaderRoleMissing, grant_read_access, migrate
 
 from .conftest import JobRun, new_job_run, produce, stop_all
 from .dataset import build_dataset, ground_truth
@@ -132,10 +132,9 @@ def test_a_table_a_later_migration_adds_is_readable_without_a_new_grant(
 ) -> None:
     schema = f"t_{uuid.uuid4().hex[:8]}"
     create_role(postgres, reader_name)
-    with closing(superuser(postgres)) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     conn = psycopg2.connect(postgres.dsn())
     try:
+        migrate(conn, schema)
         grant_read_access(conn, schema, reader_name)
         grant_read_access(conn, schema, reader_name)  # idempotent
         with conn, conn.cursor() as cur:
