@@ -141,3 +141,13 @@ Arguments: root (the chart context), apiVersion, kind, name, switch (the value t
 {{- end -}}
 {{- end -}}
 {{- end }}
+
+{{/* The ConfigMap listing the data plane objects the operator applies (data-plane.yaml). */}}
+{{- define "pagestream.dataPlane.configMapName" -}}
+{{- printf "%s-data-plane" (include "pagestream.operator.fullname" . | trunc 52 | trimSuffix "-") -}}
+{{- end }}
+
+{{/* Whether the operator applies a data plane: the ConfigMap exists. */}}
+{{- define "pagestream.dataPlane.byOperator" -}}
+{{- if and (eq .Values.dataPlane.appliedBy "operator") (or .Values.kafka.create .Values.postgres.create) -}}true{{- end -}}
+{{- end }}

@@ -71,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
             "readiness": ready_url,
         },
     )
+    if settings.data_plane_configmap and settings.data_plane_namespace:
+        from pagestream_operator.data_plane_loop import DataPlaneLoop
+
+        DataPlaneLoop(
+            api,
+            settings.data_plane_namespace,
+            settings.data_plane_configmap,
+            resync_seconds=settings.data_plane_resync_seconds,
+        ).start()
     kopf.run(
         registry=register(settings, api),
         standalone=True,

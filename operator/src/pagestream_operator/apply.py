@@ -23,13 +23,14 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from pagestream_operator.data_plane import DATA_PLANE_KINDS
 from pagestream_operator.render import CHILD_KINDS
 from pagestream_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from pagestream_operator.status import ChildStatus
 
 FIELD_MANAGER = "pagestream-operator"
 PIPELINE_API = f"{API_GROUP}/{API_VERSION}"
-PLURALS = {(api, kind): plural for api, kind, plural in CHILD_KINDS}
+PLURALS = {(api, kind): plural for api, kind, plural in (*CHILD_KINDS, *DATA_PLANE_KINDS)}
 PLURALS[(PIPELINE_API, KIND)] = PLURAL
 
 
@@ -166,14 +167,38 @@ class KubeApi:
             raise
         return True
 
-    def serves(self, api_version: str, kind: str) -> bool:
+    def names_labelled(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[str]:
+        """The names of the ``kind`` objects in ``namespace`` matching a label selector."""
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        plural = PLURALS[(api_version, kind)]
+        listed = self._call(
+            "GET", f"{base}/namespaces/{namespace}/{plural}", query=[("labelSelector", selector)]
+        )
+        return [item["metadata"]["name"] for item in (listed or {}).get("items") or []]
+
+    def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, key: str, value: str
+    ) -> None:
+        """Set one annotation (a merge patch of just that key)."""
+        self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name),
+            body={"metadata": {"annotations": {key: value}}},
+            content_type="application/merge-patch+json",
+        )
+
+    def serves(self, api_version: str, kind: str, *, max_age: float | None = None) -> bool:
         """Whether the API server serves ``kind`` of ``api_version`` (its CRD is installed), from
         the group version's discovery document, which every authenticated user may read. The
-        only discovery the operator does: for monitor Auto. Kept for ``SERVED_TTL_SECONDS``."""
+        only discovery the operator does: for monitor Auto and the data plane. An answer is kept
+        for ``max_age`` seconds (``SERVED_TTL_SECONDS`` by default)."""
         now = time.monotonic()
+        ttl = self.SERVED_TTL_SECONDS if max_age is None else max_age
         with self._served_lock:
             cached = self._served.get(api_version)
-        if cached is None or now - cached[0] > self.SERVED_TTL_SECONDS:
+        if cached is None or now - cached[0] > ttl:
             base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             try:
                 document = self._call("GET", base) or {}

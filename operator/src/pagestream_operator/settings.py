@@ -7,7 +7,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "PAGESTREAM_OPERATOR_"
 
@@ -37,6 +37,32 @@ class OperatorSettings(BaseModel):
     workers: int = Field(default=8, ge=1, le=128, description="Threads running reconciles.")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: str = Field(default="json", pattern=r"^(json|text)$")
+    data_plane_configmap: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="A ConfigMap of the chart's data plane objects to apply once their CRDs are "
+        "served (data_plane.py); unset, none.",
+    )
+    data_plane_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often an applied data plane is checked again (a hand edit undone, a "
+        "deleted object recreated); while something waits, every 10 s or this, if shorter.",
+    )
+    data_plane_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="The ConfigMap's namespace (the operator's own; the chart passes it).",
+    )
+
+    @model_validator(mode="after")
+    def _data_plane_needs_its_namespace(self) -> OperatorSettings:
+        if self.data_plane_configmap and not self.data_plane_namespace:
+            raise ValueError(
+                "data_plane_configmap needs data_plane_namespace (set "
+                f"{ENV_PREFIX}DATA_PLANE_NAMESPACE or --data-plane-namespace)"
+            )
+        return self
 
     @classmethod
     def load(cls, argv: Sequence[str], env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -56,8 +82,13 @@ class OperatorSettings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()} / "
-                f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                (
+                    f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()} / "
+                    f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                )
+                # A rule across settings (a model validator) names them in its message.
+                if e["loc"]
+                else str(e["msg"]).removeprefix("Value error, ")
                 for e in exc.errors()
             )
             raise SettingsError(problems) from exc
@@ -78,4 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int)
     p.add_argument("--log-level")
     p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument("--data-plane-configmap")
+    p.add_argument("--data-plane-namespace")
+    p.add_argument("--data-plane-resync-seconds", type=float)
     return p

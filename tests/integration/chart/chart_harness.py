@@ -24,6 +24,7 @@ from pagestream.stack.crds import crd_file, upstream_crds
 from pagestream.stack.helm import Helm, dependency_free_chart
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import CHART_DIR, PIPELINE_CRD, StackPaths
+from pagestream_operator.data_plane import OBJECTS_KEY, parse_objects
 
 CHART = CHART_DIR
 CI_DIR = CHART / "ci"
@@ -74,6 +75,22 @@ def renderable_scenarios() -> list[Path]:
     return sorted(p for p in CI_DIR.glob("*-values.yaml") if not dependencies_enabled([p], []))
 
 
+def data_plane_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects listed in the chart's data plane ConfigMap, as the operator reads them."""
+    out: list[dict[str, Any]] = []
+    for obj in objects:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        if obj["kind"] == "ConfigMap" and labels.get("app.kubernetes.io/component") == "data-plane":
+            out += [o.body for o in parse_objects(obj["data"][OBJECTS_KEY])]
+    return out
+
+
+def with_data_plane(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rendered objects and, after them, those of the data plane ConfigMap: whoever applies
+    them (helm or the operator), they are the chart's, and checked alike."""
+    return objects + data_plane_objects(objects)
+
+
 class Chart:
     """A copy of the chart without its dependency list, rendered with the real helm."""
 
@@ -118,7 +135,7 @@ class Chart:
         **kw: Any,  # type: ignore[assignment]
     ) -> list[dict[str, Any]]:
         out = self.template(list(values_files), list(sets), **kw).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
+        return with_data_plane([d for d in yaml.safe_load_all(out) if d])
 
     def lint(
         self, values_files: list[Path] = (), sets: list[str] = ()

@@ -16,6 +16,7 @@ from chart_harness import (
     CI_DIR,
     NO_DEPENDENCIES,
     Chart,
+    data_plane_objects,
     dependencies_enabled,
     renderable_scenarios,
 )
@@ -403,7 +404,13 @@ def test_the_pod_disruption_budget_only_when_enabled(
     # No operator, no budget for it.
     off = chart.objects(
         [],
-        [*NO_DEPENDENCIES, "operator.enabled=false", "operator.podDisruptionBudget.enabled=true"],
+        [
+            *NO_DEPENDENCIES,
+            "operator.enabled=false",
+            "operator.podDisruptionBudget.enabled=true",
+            # Without the operator, nobody but helm can create Kafka and PostgreSQL.
+            "dataPlane.appliedBy=helm",
+        ],
     )
     assert by_kind(off, "PodDisruptionBudget") == []
 
@@ -639,12 +646,25 @@ def test_pipeline_rights_aggregate_into_the_default_roles(
     ]
 
 
+def spark_submit_binding(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (binding,) = [
+        b
+        for b in by_kind(objects, "RoleBinding")
+        if b["metadata"]["name"].endswith("-spark-submit")
+    ]
+    return binding
+
+
 def test_spark_submit_may_manage_network_policies_in_the_release_namespace(
     chart: Chart, rendered: dict[str, list[dict[str, Any]]]
 ) -> None:
     """Spark 4.x's spark-submit, run by the Spark operator's controller, creates a NetworkPolicy
     per application; the release grants exactly that, in its own namespace, to the controller."""
-    role = one(rendered["defaults"], "Role")
+    (role,) = [
+        r
+        for r in by_kind(rendered["defaults"], "Role")
+        if r["metadata"]["name"].endswith("-spark-submit")
+    ]
     assert role["metadata"]["namespace"] == "pagestream"
     assert role["rules"] == [
         {
@@ -653,7 +673,7 @@ def test_spark_submit_may_manage_network_policies_in_the_release_namespace(
             "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
         }
     ]
-    binding = one(rendered["defaults"], "RoleBinding")
+    binding = spark_submit_binding(rendered["defaults"])
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -665,10 +685,14 @@ def test_spark_submit_may_manage_network_policies_in_the_release_namespace(
     elsewhere = chart.objects(
         [], [*NO_DEPENDENCIES, "sparkSubmitAccess.serviceAccount.namespace=spark-operator"]
     )
-    (subject,) = one(elsewhere, "RoleBinding")["subjects"]
+    (subject,) = spark_submit_binding(elsewhere)["subjects"]
     assert subject["namespace"] == "spark-operator"
     off = chart.objects([], [*NO_DEPENDENCIES, "sparkSubmitAccess.create=false"])
-    assert by_kind(off, "Role") == by_kind(off, "RoleBinding") == []
+    assert [
+        o["metadata"]["name"]
+        for o in by_kind(off, "Role") + by_kind(off, "RoleBinding")
+        if o["metadata"]["name"].endswith("-spark-submit")
+    ] == []
 
 
 def test_prometheus_rule_embeds_the_rule_file(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -691,7 +715,11 @@ def test_the_operator_service_monitor_keeps_the_pipelines_namespace_label(
 
 
 def test_dashboards_ship_as_sidecar_configmaps(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    maps = by_kind(rendered["defaults"], "ConfigMap")
+    maps = [
+        cm
+        for cm in by_kind(rendered["defaults"], "ConfigMap")
+        if cm["metadata"]["labels"]["app.kubernetes.io/component"] != "data-plane"
+    ]
     files = sorted((CHART / "dashboards").glob("*.json"))
     assert len(maps) == len(files) >= 2
     shipped = {}
@@ -866,3 +894,90 @@ def test_dashboards_read_postgres_as_the_read_only_role(
     ]
     (pipeline,) = by_kind(objects, "PageAnalyticsPipeline")
     assert pipeline["spec"]["postgres"]["readerRole"] == reader["name"]
+
+
+DATA_PLANE_KINDS = {"Kafka", "KafkaNodePool", "KafkaUser", "Cluster"}
+
+
+def helm_resources(chart: Chart, sets: list[str]) -> list[dict[str, Any]]:
+    """What helm itself would create: the rendered documents, the data plane not expanded."""
+    return [d for d in yaml.safe_load_all(chart.template([], sets).stdout) if d]
+
+
+def test_by_default_the_operator_applies_kafka_and_postgresql(chart: Chart) -> None:
+    """One release installs the platform operators and the data plane: helm creates no Kafka or
+    Cluster (their CRDs would not exist yet when it renders); they are listed in the data plane
+    ConfigMap that the operator is pointed at, and it may apply exactly those kinds there."""
+    objects = helm_resources(chart, NO_DEPENDENCIES)
+    assert {o["kind"] for o in objects} & DATA_PLANE_KINDS == set()
+    (configmap,) = [
+        o
+        for o in by_kind(objects, "ConfigMap")
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "data-plane"
+    ]
+    name = configmap["metadata"]["name"]
+    listed = sorted((o["kind"], o["metadata"]["name"]) for o in data_plane_objects(objects))
+    assert listed == [
+        ("Cluster", "pagestream-db"),
+        ("Kafka", "pagestream-kafka"),
+        ("KafkaNodePool", "pagestream-kafka-dual"),
+        ("KafkaUser", "pagestream-pipeline"),
+        ("KafkaUser", "pagestream-producer"),
+    ]
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--data-plane-configmap={name}" in args
+    assert "--data-plane-namespace=pagestream" in args
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-data-plane")]
+    assert role["metadata"]["namespace"] == "pagestream"
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [name],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["kafka.strimzi.io"],
+            "resources": ["kafkas", "kafkanodepools", "kafkausers"],
+            "verbs": ["get", "list", "create", "patch", "delete"],
+        },
+        {
+            "apiGroups": ["postgresql.cnpg.io"],
+            "resources": ["clusters"],
+            "verbs": ["get", "list", "create", "patch", "delete"],
+        },
+    ]
+    (binding,) = [
+        b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"].endswith("-data-plane")
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_applied_by_helm_the_data_plane_is_the_releases_own(chart: Chart) -> None:
+    objects = helm_resources(chart, [*NO_DEPENDENCIES, "dataPlane.appliedBy=helm"])
+    kinds = sorted(o["kind"] for o in objects if o["kind"] in DATA_PLANE_KINDS)
+    assert kinds == ["Cluster", "Kafka", "KafkaNodePool", "KafkaUser", "KafkaUser"]
+    assert not [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "data-plane"
+    ]
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--data-plane")]
+    assert not [
+        r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-data-plane")
+    ]
+    # No data plane, nothing to apply: no ConfigMap, no flags, no Role either.
+    none = helm_resources(chart, [*NO_DEPENDENCIES, "kafka.create=false", "postgres.create=false"])
+    args = one(none, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--data-plane")]
+
+
+def test_without_the_operator_nobody_could_apply_the_data_plane(chart: Chart) -> None:
+    proc = chart.template([], [*NO_DEPENDENCIES, "operator.enabled=false"], check=False)
+    assert proc.returncode != 0
+    assert (
+        "dataPlane.appliedBy=operator: the pagestream operator applies the Kafka and PostgreSQL "
+        "clusters, so operator.enabled must be true; or set dataPlane.appliedBy=helm"
+    ) in proc.stderr

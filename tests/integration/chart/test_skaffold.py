@@ -96,8 +96,11 @@ def test_it_builds_each_image_as_pagestreams_builder_does(config: dict[str, Any]
 def test_deploys_the_chart_with_the_built_tags(config: dict[str, Any]) -> None:
     built = {re.sub(r"[^A-Za-z0-9]", "_", a["image"]) for a in config["build"]["artifacts"]}
     releases = config["deploy"]["helm"]["releases"]
-    assert [r["name"] for r in releases] == ["pagestream-platform", "pagestream"]
-    templates = releases[1]["setValueTemplates"]
+    # One release by the chart's defaults: the operator applies the data plane (data-plane.yaml).
+    assert [r["name"] for r in releases] == ["pagestream"]
+    assert "valuesFiles" not in releases[0]
+    assert releases[0]["setValues"] == {"examplePipeline.create": True}
+    templates = releases[0]["setValueTemplates"]
     used = set()
     for value in templates.values():
         for name in re.findall(r"\{\{\.IMAGE_(?:REPO|TAG|FULLY_QUALIFIED|DIGEST)_(\w+)\}\}", value):
@@ -111,7 +114,7 @@ def test_deploys_the_chart_with_the_built_tags(config: dict[str, Any]) -> None:
             node = node[part]
     for release in releases:
         assert (REPO_ROOT / release["chartPath"] / "Chart.yaml").is_file()
-        for path in release["valuesFiles"]:
+        for path in release.get("valuesFiles", []):
             assert (REPO_ROOT / path).is_file()
     # The simulator image goes into the raw manifest skaffold deploys beside the chart.
     (raw,) = config["manifests"]["rawYaml"]
@@ -128,7 +131,7 @@ def test_profiles_and_port_forwards(config: dict[str, Any]) -> None:
     assert profiles["kind"]["activation"] == [{"kubeContext": f"kind-{kind_name}"}]
     assert profiles["minikube"]["activation"] == [{"kubeContext": "minikube"}]
     forwards = {f["resourceName"]: f for f in config["portForward"]}
-    assert forwards["pagestream-platform-grafana"]["localPort"] == 3000
+    assert forwards["pagestream-grafana"]["localPort"] == 3000
     assert forwards["kube-prometheus-stack-prometheus"]["port"] == 9090
     values = yaml.safe_load((REPO_ROOT / "charts/pagestream/values.yaml").read_text())
     assert values["kubePrometheusStack"]["fullnameOverride"] == "kube-prometheus-stack"

@@ -34,11 +34,14 @@ from pagestream.stack.helm import Helm
 from pagestream.stack.node.node import LocalNode
 from pagestream.stack.node.platform import KAFKA_NAME, deploy_pipeline_stack
 from pagestream.stack.paths import REPO_ROOT
+from pagestream_operator.data_plane import DATA_PLANE_LABEL, STATUS_ANNOTATION
 
 pytestmark = pytest.mark.node
 
 NAMESPACE = "pagestream-e2e"
 RELEASE = "pagestream-e2e"
+# The chart's data plane ConfigMap for this release (templates/data-plane.yaml).
+DATA_PLANE_CONFIGMAP = f"{RELEASE}-operator-data-plane"
 DASHBOARDS = REPO_ROOT / "charts" / "pagestream" / "dashboards"
 # Seconds per phase and the node's memory (PSS of every node process and pod, MiB) after each,
 # written to the run's logs folder as node-pipeline-phases.json: the numbers docs/kubernetes.md
@@ -104,6 +107,17 @@ def test_platform_database_is_a_cloudnativepg_pod_on_a_provisioned_volume(
 ) -> None:
     cluster = scenario.get(f"clusters.postgresql.cnpg.io/{DB}")
     assert cluster["status"]["readyInstances"] == 1
+    # Applied by the pagestream operator from the release's data plane ConfigMap, not by helm
+    # (one install brings the data plane up once CloudNativePG's CRD is served).
+    (owner,) = cluster["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ConfigMap", DATA_PLANE_CONFIGMAP)
+    assert cluster["metadata"]["labels"][DATA_PLANE_LABEL] == DATA_PLANE_CONFIGMAP
+    configmap = scenario.get(f"configmap/{DATA_PLANE_CONFIGMAP}")
+    status = json.loads(configmap["metadata"]["annotations"][STATUS_ANNOTATION])
+    assert status == {
+        "ready": True,
+        "objects": [{"object": f"Cluster/{DB}", "state": "Applied"}],
+    }
     pod = scenario.get(f"pod/{scenario.primary_pod()}")
     assert pod["status"]["phase"] == "Running"
     (claim,) = [

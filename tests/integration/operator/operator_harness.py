@@ -104,6 +104,7 @@ class OperatorProcess:
     name: str = "operator"
     resync_seconds: float = RESYNC_SECONDS
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+    extra_args: tuple[str, ...] = ()
     metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
     readiness_port: int = field(default_factory=free_port)
@@ -133,6 +134,7 @@ class OperatorProcess:
                 "--bind-address=127.0.0.1",
                 "--log-level=INFO",
                 *([f"--namespaces={','.join(self.namespaces)}"] if self.namespaces else []),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -112,12 +112,15 @@ def chart_rbac(
     rendered = render(
         helm, identity_chart, RELEASE, ["operator-serviceaccount.yaml", "operator-rbac.yaml"]
     )
-    # Every namespace watched: the CRD watch and the namespaced rules, both bound cluster-wide.
+    # Every namespace watched: the CRD watch and the namespaced rules, both bound cluster-wide;
+    # the chart's data plane, applied in the release's namespace only.
     assert kinds(rendered) == [
         ("ClusterRole", ""),
         ("ClusterRole", ""),
         ("ClusterRoleBinding", ""),
         ("ClusterRoleBinding", ""),
+        ("Role", RELEASE_NS),
+        ("RoleBinding", RELEASE_NS),
     ]
     ensure_namespace(core, RELEASE_NS)
     kube.kubectl("apply", "--server-side", "-f", "-", stdin=rendered)
@@ -128,8 +131,10 @@ def chart_rbac(
 
 
 def test_chart_rbac_is_least_privilege(chart_rbac: str) -> None:
-    roles = [d for d in yaml.safe_load_all(chart_rbac) if d and d["kind"] == "ClusterRole"]
-    assert len(roles) == 2
+    roles = [
+        d for d in yaml.safe_load_all(chart_rbac) if d and d["kind"] in ("ClusterRole", "Role")
+    ]
+    assert len(roles) == 3
     granted: dict[tuple[str, str], set[str]] = {}
     for role in roles:
         for rule in role["rules"]:
@@ -155,7 +160,16 @@ def test_chart_rbac_is_least_privilege(chart_rbac: str) -> None:
         ("", "configmaps"),
         ("", "events"),
         ("events.k8s.io", "events"),
+        # The data plane, in the release's namespace only (the Role below).
+        ("kafka.strimzi.io", "kafkas"),
+        ("kafka.strimzi.io", "kafkanodepools"),
+        ("kafka.strimzi.io", "kafkausers"),
+        ("postgresql.cnpg.io", "clusters"),
     }
+    (data_plane,) = [r for r in roles if r["kind"] == "Role"]
+    assert data_plane["metadata"]["namespace"] == RELEASE_NS
+    (own_configmap,) = [r for r in data_plane["rules"] if r["resources"] == ["configmaps"]]
+    assert own_configmap["resourceNames"] == [f"{SERVICE_ACCOUNT}-data-plane"]
 
 
 def write_sa_kubeconfig(
@@ -334,6 +348,8 @@ def scoped_rbac(
         ("ClusterRole", ""),
         ("ClusterRole", ""),
         ("ClusterRoleBinding", ""),
+        ("Role", RELEASE_NS),
+        ("RoleBinding", RELEASE_NS),
         ("RoleBinding", watched),
     ]
     ensure_namespace(core, RELEASE_NS)

@@ -102,6 +102,7 @@ def test_every_top_level_value_is_documented() -> None:
         "operator",
         "rbac",
         "monitoring",
+        "dataPlane",
         "kafka",
         "postgres",
         "examplePipeline",

@@ -660,16 +660,21 @@ def deploy_pipeline_stack(
             *sets,
         ],
     )
-    proc = node.kubectl(
-        "-n",
-        namespace,
-        "wait",
-        "--for=condition=Ready",
-        f"clusters.postgresql.cnpg.io/{database}",
-        "--timeout=300s",
-        timeout=330,
-        check=False,
-    )
+    # The pagestream operator applies the Cluster (the chart's data plane ConfigMap): first it
+    # appears, then CloudNativePG makes it Ready.
+    for condition in ("create", "condition=Ready"):
+        proc = node.kubectl(
+            "-n",
+            namespace,
+            "wait",
+            f"--for={condition}",
+            f"clusters.postgresql.cnpg.io/{database}",
+            "--timeout=300s",
+            timeout=330,
+            check=False,
+        )
+        if proc.returncode != 0:
+            break
     if proc.returncode != 0:
         raise StackError(
             f"the CloudNativePG cluster {database} did not become Ready: {proc.stderr.strip()}",

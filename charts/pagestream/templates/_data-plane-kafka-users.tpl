@@ -1,3 +1,4 @@
+{{- define "pagestream.dataPlane.kafkaUsers" }}
 {{- if .Values.kafka.create }}
 {{- $k := .Values.kafka }}
 {{- if $k.users.pipeline.create }}
@@ -56,5 +57,6 @@ spec:
       - resource:
           type: cluster
         operations: [IdempotentWrite]
+{{- end }}
 {{- end }}
 {{- end }}

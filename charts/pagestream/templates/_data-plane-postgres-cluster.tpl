@@ -1,3 +1,4 @@
+{{- define "pagestream.dataPlane.postgres" }}
 {{- if .Values.postgres.create }}
 {{- $p := .Values.postgres }}
 # A CloudNativePG cluster. The operator generates the application user's password into the
@@ -40,4 +41,5 @@ spec:
         passwordSecret:
           name: {{ $p.readerRole.passwordSecret }}
   {{- end }}
+{{- end }}
 {{- end }}

@@ -1,3 +1,4 @@
+{{- define "pagestream.dataPlane.kafka" }}
 {{- if .Values.kafka.create }}
 {{- $k := .Values.kafka }}
 {{- $rf := min 3 (int $k.replicas) }}
@@ -70,4 +71,5 @@ spec:
     {{- end }}
   resources:
     {{- toYaml $k.resources | nindent 4 }}
+{{- end }}
 {{- end }}
