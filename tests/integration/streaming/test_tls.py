@@ -156,66 +156,69 @@ def test_job_reads_through_sasl_ssl_and_its_database_session_is_encrypted(
         stop_all(run)
 
 
-def test_a_kafka_certificate_from_another_ca_stops_the_job_saying_so(
-    tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
+# What goes wrong (flags changed from tls_flags), and the words the job's one error must hold;
+# "{...}" are the servers' ports and files.
+REFUSALS: dict[str, tuple[dict[str, str], list[str]]] = {
+    "kafka-ca-from-another-ca": (
+        {"kafka-tls-ca-file": "{impostor_ca}"},
+        [
+            "Kafka broker localhost:{ssl_port} failed TLS verification: unable to get local "
+            "issuer certificate; check that {impostor_ca} holds the CA",
+            "spec.kafka.tls.caSecretRef",
+        ],
+    ),
+    "kafka-host-not-in-certificate": (
+        {"kafka-bootstrap-servers": "127.0.0.1:{ssl_port}"},
+        [
+            "Kafka broker 127.0.0.1:{ssl_port} failed TLS verification: IP address mismatch, "
+            "certificate is not valid for '127.0.0.1'",
+            "names the host in --kafka-bootstrap-servers",
+        ],
+    ),
+    "kafka-plain-listener": (
+        {"kafka-bootstrap-servers": "localhost:{plain_port}"},
+        [
+            "Kafka broker localhost:{plain_port} refused the TLS handshake",
+            "is this a TLS listener?",
+        ],
+    ),
+    "postgres-ca-from-another-ca": (
+        {"postgres-ssl-root-cert": "{impostor_ca}"},
+        [
+            "PostgreSQL at localhost:{pg_port} failed TLS (sslmode verify-full)",
+            "certificate verify failed",
+            "spec.postgres.tls.caSecretRef",
+        ],
+    ),
+    "postgres-host-not-in-certificate": (
+        {"postgres-host": "127.0.0.1"},
+        [
+            'server certificate for "localhost"',
+            'does not match host name "127.0.0.1"',
+            "that the certificate names --postgres-host",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_wrong_ca_or_host_name_stops_the_job_before_spark_saying_which(
+    tls_kafka: Kafka,
+    tls_postgres: Postgres,
+    stack_paths: StackPaths,
+    certificates: Certificates,
+    case: str,
 ) -> None:
+    places = {
+        "impostor_ca": str(certificates.impostor_ca),
+        "ssl_port": str(tls_kafka.ssl_port),
+        "plain_port": str(tls_kafka.port),
+        "pg_port": str(tls_postgres.port),
+    }
+    changes, words = REFUSALS[case]
     run = new_job_run(tls_kafka, tls_postgres, stack_paths)
     flags = tls_flags(tls_kafka, tls_postgres, certificates)
-    proc = run.start(**flags | {"kafka-tls-ca-file": str(certificates.impostor_ca)})
+    proc = run.start(**flags | {k: v.format(**places) for k, v in changes.items()})
     message = error_of(run, proc)
-    assert message.startswith(
-        f"Kafka broker localhost:{tls_kafka.ssl_port} failed TLS verification"
-    )
-    assert "unable to get local issuer certificate" in message
-    assert str(certificates.impostor_ca) in message
-    assert "spec.kafka.tls.caSecretRef" in message
-
-
-def test_a_kafka_host_name_the_certificate_does_not_carry_stops_the_job(
-    tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
-) -> None:
-    run = new_job_run(tls_kafka, tls_postgres, stack_paths)
-    flags = tls_flags(tls_kafka, tls_postgres, certificates)
-    by_address = tls_kafka.tls_bootstrap_servers(host="127.0.0.1")
-    proc = run.start(**flags | {"kafka-bootstrap-servers": by_address})
-    message = error_of(run, proc)
-    assert message.startswith(f"Kafka broker {by_address} failed TLS verification")
-    assert "certificate is not valid for '127.0.0.1'" in message
-    assert "names the host in --kafka-bootstrap-servers" in message
-
-
-def test_a_plain_listener_under_ssl_is_refused_as_not_tls(
-    tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
-) -> None:
-    run = new_job_run(tls_kafka, tls_postgres, stack_paths)
-    flags = tls_flags(tls_kafka, tls_postgres, certificates)
-    proc = run.start(**flags | {"kafka-bootstrap-servers": f"localhost:{tls_kafka.port}"})
-    message = error_of(run, proc)
-    assert f"Kafka broker localhost:{tls_kafka.port} refused the TLS handshake" in message
-    assert "is this a TLS listener?" in message
-
-
-def test_a_postgres_certificate_from_another_ca_stops_the_job_saying_so(
-    tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
-) -> None:
-    run = new_job_run(tls_kafka, tls_postgres, stack_paths)
-    flags = tls_flags(tls_kafka, tls_postgres, certificates)
-    proc = run.start(**flags | {"postgres-ssl-root-cert": str(certificates.impostor_ca)})
-    message = error_of(run, proc)
-    assert message.startswith(
-        f"PostgreSQL at localhost:{tls_postgres.port} failed TLS (sslmode verify-full)"
-    )
-    assert "certificate verify failed" in message
-    assert "spec.postgres.tls.caSecretRef" in message
-
-
-def test_a_postgres_host_name_the_certificate_does_not_carry_stops_the_job(
-    tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
-) -> None:
-    run = new_job_run(tls_kafka, tls_postgres, stack_paths)
-    flags = tls_flags(tls_kafka, tls_postgres, certificates)
-    proc = run.start(**flags | {"postgres-host": "127.0.0.1"})
-    message = error_of(run, proc)
-    assert 'server certificate for "localhost"' in message
-    assert 'does not match host name "127.0.0.1"' in message
-    assert "that the certificate names --postgres-host" in message
+    for expected in words:
+        assert expected.format(**places) in message, message
