@@ -241,7 +241,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             table = Table(title=f"{REPORTS[name].title} — {args.day or 'today'}")
             for column in columns:
                 table.add_column(
-                    column, justify="right" if column in ("views", "rank", "hour") else "left"
+                    column,
+                    justify="right" if column in ("views", "rank", "hour") else "left",
+                    # A URL too wide for the terminal folds onto more lines rather than lose
+                    # its end (the product's page is what tells two URLs apart).
+                    overflow="fold" if column.endswith("_url") else "ellipsis",
                 )
             for row in rows:
                 table.add_row(*("" if v is None else str(v) for v in row))

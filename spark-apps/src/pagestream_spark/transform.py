@@ -20,6 +20,7 @@ import xxhash
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StructField, StructType
 
+from pagestream_common.contract import PAGE_VIEW
 from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
     ENRICHED_FIELDS,
@@ -249,6 +250,8 @@ SINK_SCHEMA = pa.schema(
         ("email_hash", pa.string()),
         ("ip_anonymized", pa.string()),
         ("page_path", pa.string()),
+        # The canonical product page URL of a page view (null on every other row).
+        ("product_url", pa.string()),
         ("kafka_timestamp_ms", pa.int64()),
         ("dead_letter_reason", pa.string()),
         ("dead_letter_detail", pa.string()),
@@ -267,6 +270,13 @@ def sink_row_batch(prepared: pa.RecordBatch) -> pa.RecordBatch:
     timestamps = pc.cast(columns["kafka_timestamp"], pa.timestamp("us"))
     columns["kafka_timestamp_ms"] = pc.divide(pc.cast(timestamps, pa.int64()), 1_000)
     columns["date_key"], columns["time_key"] = event_time_keys(columns["event_epoch"])
+    # Only a page view's URL is its product's page (the sink keeps one per product): the
+    # others' would only add bytes to the batch.
+    columns["product_url"] = pc.if_else(
+        pc.fill_null(pc.equal(columns["collection"], PAGE_VIEW), False),
+        columns["product_url"],
+        pa.scalar(None, pa.string()),
+    )
     for key, natural in DIMENSION_KEYS.items():
         keys = natural_keys([columns[name] for name in natural])
         if key in NULL_WHEN_ABSENT:

@@ -163,6 +163,8 @@ def test_up_report_status_down_up_again(
     assert report.returncode == 0, report.stderr
     assert "no page views for this day yet" not in report.stdout
     assert "product_id" in report.stdout
+    # The simulator's product pages give the products their labels (its brand comes first).
+    assert "product_label" in report.stdout and "Lumera " in report.stdout, report.stdout
     deadline = time.monotonic() + 60
     scraped: list[dict[str, Any]] = []
     while not scraped and time.monotonic() < deadline:
@@ -201,6 +203,7 @@ def test_up_report_status_down_up_again(
         "Referrer media",
     ):
         assert marks.get(chart, 0) > 0, (chart, marks)
+    assert "Lumera " in page.read_text()  # the top products' bars carry their labels
     (unique_visitors,) = re.findall(
         r"Unique visitors</figcaption><p class=\"stat-value\">([\d,]+)</p>", page.read_text()
     )

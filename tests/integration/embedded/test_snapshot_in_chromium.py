@@ -33,6 +33,20 @@ def _result_for(panel, start: dt.datetime) -> PanelResult:  # type: ignore[no-un
         return PanelResult(
             panel, ["time", "page views"], [(t, Decimal(i * 3)) for i, t in enumerate(minutes)]
         )
+    if "dim_product" in panel.sql:  # Top products: label (or id), id, page URL, views
+        return PanelResult(
+            panel,
+            ["product", "id", "url", "views"],
+            [
+                (
+                    f"Ring Luno {i}",
+                    str(550_000 + i),
+                    f"https://www.lumera.de/{i}.html",
+                    Decimal(100 - i * 7),
+                )
+                for i in range(10)
+            ],
+        )
     if panel.kind == "piechart":
         return PanelResult(
             panel, ["medium", "views"], [("search", 30), ("social", 12), ("direct", 8)]
@@ -62,3 +76,4 @@ def test_every_chart_is_drawn(
     assert marks["Page views by hour and browser"] == 2  # one line per browser
     assert marks["Referrer media"] == 3  # one slice per medium
     assert marks["Top products"] == 10  # one bar per product
+    assert "Ring Luno 3 / 550003" in rendered.dom  # labelled with the product's label

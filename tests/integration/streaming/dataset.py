@@ -84,6 +84,21 @@ IPS = [
 ]
 STORES = ["1", "6", "12", "29", "41"]
 PRODUCTS = [str(100000 + i) for i in range(40)]
+# Product page URLs name a product (not necessarily the event's: product ids are drawn apart),
+# as the tracker's shops do: brand, type, name, sku.
+PAGE_NAMES = ["saphira", "luno", "mira", "vela", "orla", "seren", "kaia"]
+
+
+def product_page_url(sku: str) -> str:
+    return f"https://www.glamira.fr/glamira-ring-{PAGE_NAMES[int(sku) % len(PAGE_NAMES)]}-skug{sku}.html"
+
+
+def product_page_label(url: str) -> str:
+    """The label a product page URL of this dataset gives, by construction."""
+    name = url.rsplit("/", 1)[1].split("-")[2]
+    return f"Glamira Ring {name.capitalize()}"
+
+
 # (referrer URL or falsy, expected domain or '' for direct)
 REFERRERS = [
     ("https://www.google.com/search?q=ring", "google.com"),
@@ -166,7 +181,7 @@ def build_dataset(seed: int, valid_events: int, now: int) -> Dataset:
             "store_id": rng.choice(STORES),
             "local_time": "2020-06-04 12:21:27",
             "show_recommendation": rng.choice(["false", "true", False]),
-            "current_url": f"https://www.glamira.fr/p/{rng.choice(PRODUCTS)}.html"
+            "current_url": product_page_url(rng.choice(PRODUCTS))
             + rng.choice(
                 [
                     "",

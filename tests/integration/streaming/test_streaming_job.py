@@ -24,7 +24,15 @@ from pagestream.stack.postgres import Postgres
 from pagestream_spark.migrate import migrate
 
 from .conftest import JobRun, new_job_run, produce, stop_all
-from .dataset import Dataset, GroundTruth, Record, build_dataset, country_of, ground_truth
+from .dataset import (
+    Dataset,
+    GroundTruth,
+    Record,
+    build_dataset,
+    country_of,
+    ground_truth,
+    product_page_label,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.postgres]
 
@@ -175,6 +183,34 @@ def test_reports_equal_the_ground_truth(completed: CompletedRun) -> None:
         (tokyo_day,),
     )
     assert {(p, h): v for p, h, v in got_tokyo} == dict(tokyo)
+
+
+def test_each_product_keeps_its_newest_page_and_its_label(completed: CompletedRun) -> None:
+    """All the dataset's pages are on one host: a product's page is its newest human page view
+    by (event time, URL without the query), late events included, however the job cut the
+    topic into batches; a product only other events are about has none."""
+    run, truth = completed.run, completed.truth
+    newest: dict[str, tuple[int, str]] = {}
+    for rec in truth.page_views:
+        assert rec.event is not None
+        seen = (rec.event["time_stamp"], rec.event["current_url"].split("?")[0])
+        newest[rec.event["product_id"]] = max(newest.get(rec.event["product_id"], seen), seen)
+    got = run.query(
+        "SELECT product_id, product_url, product_label, url_host,"
+        " extract(epoch FROM url_event_time)::bigint FROM dim_product"
+    )
+    assert {p: (url, label, host, t) for p, url, label, host, t in got if url is not None} == {
+        p: (url, product_page_label(url), "glamira.fr", t) for p, (t, url) in newest.items()
+    }
+    # Products seen only in other events (or crawlers' views) have a row without a page.
+    assert {p for p, url, *_ in got if url is None} == {p for p, *_ in got} - set(newest)
+    assert len(newest) >= 10
+    # The reports show the label of each product.
+    day = max(_utc_day(r) for r in truth.page_views)
+    for _, product, label, url, _ in run.query(
+        "SELECT * FROM report_top_products(%s, 'UTC')", (day,)
+    ):
+        assert (url, label) == (newest[product][1], product_page_label(newest[product][1]))
 
 
 def test_aggregates_equal_the_facts_and_the_ground_truth(completed: CompletedRun) -> None:

@@ -94,6 +94,10 @@ def test_sink_rows_have_the_sink_layout_keys_and_raw_payloads() -> None:
     assert dead["dead_letter_reason"] == "parse_error"
     assert dead["payload"] == b"nope\x00"  # the bytes exactly as consumed
     assert valid["payload"] is None and dead["event_id"] is None
+    # A page view carries its product page; another event on the same page does not.
+    assert valid["product_url"] == "https://www.glamira.fr/p.html"
+    assert other["page_path"] == "/p.html"
+    assert other["product_url"] is None and dead["product_url"] is None
 
 
 def test_packed_batches_unpack_to_the_same_rows() -> None:

@@ -201,6 +201,12 @@ def line_chart(title: str, series: dict[str, list[tuple[dt.datetime, float]]]) -
     return _svg("".join(parts), title) + f'<div class="legend">{legend}</div>'
 
 
+def _cut(text: str, length: int) -> str:
+    """``text`` within ``length`` characters, an ellipsis saying when it was cut (cut before
+    escaping: an entity cut in half would show)."""
+    return text if len(text) <= length else text[: length - 1].rstrip() + "\u2026"
+
+
 def bar_chart(title: str, bars: Sequence[tuple[str, float]]) -> str:
     """Horizontal bars, largest first, labelled with their values."""
     if not bars:
@@ -213,7 +219,7 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]]) -> str:
         y = 4 + i * row
         width = max(1.0, value / peak * (WIDTH - label_width - 70))
         parts.append(
-            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{_esc(label)[:26]}</text>'
+            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{_esc(_cut(label, 26))}</text>'
             f'<rect class="mark" x="{label_width}" y="{y + 3}" width="{width:.1f}" height="{row - 6}" '
             f'fill="{PALETTE[0]}"><title>{_esc(label)}: {_number(value)}</title></rect>'
             f'<text x="{label_width + width + 6:.1f}" y="{y + 15}" class="tick">{_number(value)}</text>'
@@ -258,6 +264,21 @@ def table(result: PanelResult) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+# Columns a bar's label leaves out: a product page's URL is for the table, not the bar.
+_NOT_IN_BAR_LABELS = frozenset({"url"})
+
+
+def _bar_label(columns: list[str], row: tuple[Any, ...]) -> str:
+    """A ranking row's bar label: its values but the last (the count) and any URL, each once
+    (a product without a label shows its id once, not twice), joined by " / "."""
+    values = (
+        str(v)
+        for column, v in zip(columns[:-1], row[:-1], strict=True)
+        if column not in _NOT_IN_BAR_LABELS and v not in (None, "")
+    )
+    return " / ".join(dict.fromkeys(values))
+
+
 def render_panel(result: PanelResult) -> str:
     title, kind, rows, columns = result.panel.title, result.panel.kind, result.rows, result.columns
     if not rows or all(v is None for row in rows for v in row):
@@ -275,7 +296,7 @@ def render_panel(result: PanelResult) -> str:
     elif kind == "piechart":
         drawing = pie_chart(title, [(str(r[0]), float(r[-1])) for r in rows])
     elif columns[-1] == "views":  # a ranking: bars, with the full table underneath
-        labels = [" / ".join(str(v) for v in r[:-1] if v not in (None, "")) for r in rows]
+        labels = [_bar_label(columns, r) for r in rows]
         drawing = bar_chart(
             title, [(label, float(r[-1])) for label, r in zip(labels, rows, strict=True)]
         )

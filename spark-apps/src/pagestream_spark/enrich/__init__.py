@@ -17,6 +17,7 @@ from pagestream_spark.enrich.batch import (
 from pagestream_spark.enrich.geo import Location, anonymize_ip, locate_ip, locate_ips
 from pagestream_spark.enrich.page_url import Campaign, PageUrl, campaign_of, parse_page_url
 from pagestream_spark.enrich.pii import daily_salt, hash_email, visitor_id
+from pagestream_spark.enrich.product_page import ProductPage, product_page
 from pagestream_spark.enrich.referrer import Referrer, classify_referrer
 from pagestream_spark.enrich.user_agent import UserAgentInfo, classify_user_agent
 
@@ -28,6 +29,7 @@ __all__ = [
     "Campaign",
     "Location",
     "PageUrl",
+    "ProductPage",
     "Referrer",
     "UserAgentInfo",
     "anonymize_ip",
@@ -42,6 +44,7 @@ __all__ = [
     "output_columns",
     "parse_page_url",
     "pass_through_columns",
+    "product_page",
     "visitor_id",
     "warm_up",
 ]

@@ -23,6 +23,7 @@ import pandas as pd
 
 from pagestream_spark.enrich import geo, pii
 from pagestream_spark.enrich.page_url import normalize_utm, parse_page_url
+from pagestream_spark.enrich.product_page import product_page, url_base
 from pagestream_spark.enrich.referrer import parse_referrer, site_label, strip_www
 from pagestream_spark.enrich.user_agent import classify_user_agent
 
@@ -33,6 +34,18 @@ from pagestream_spark.enrich.user_agent import classify_user_agent
 _URL_MEMO_SIZE = 1 << 17
 _parse_page_url = lru_cache(maxsize=_URL_MEMO_SIZE)(parse_page_url)
 _parse_referrer = lru_cache(maxsize=_URL_MEMO_SIZE)(parse_referrer)
+
+
+@lru_cache(maxsize=_URL_MEMO_SIZE)
+def _product_page_url_of_base(base: object) -> str | None:
+    page = product_page(base)
+    return None if page is None else page.url
+
+
+def _product_page_url(url: object) -> str | None:
+    """The canonical product page URL of a page URL, memoised on the URL without its query."""
+    return _product_page_url_of_base(url_base(url))
+
 
 # Columns enrich_batch reads. Any other input column is passed through unchanged.
 INPUT_COLUMNS = (
@@ -65,6 +78,7 @@ ENRICHED_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("referrer_medium", "string", False),
     ("page_host", "string", True),
     ("page_path", "string", True),
+    ("product_url", "string", True),
     ("utm_source_n", "string", True),
     ("utm_medium_n", "string", True),
     ("utm_campaign", "string", True),
@@ -195,6 +209,8 @@ def enrich_batch(
 
     enriched["page_host"] = pages.take([page.host for page in page_urls])
     enriched["page_path"] = pages.take([page.path for page in page_urls])
+    # The product page the URL is, if any (enrich.product_page); the sink keeps one per product.
+    enriched["product_url"] = pages.take(pages.per_distinct(_product_page_url))
     for field, event_column in (("utm_source", "utm_source"), ("utm_medium", "utm_medium")):
         event_values = _Factorized(pdf[event_column])
         from_event = event_values.take(event_values.per_distinct(normalize_utm))

@@ -6,13 +6,16 @@ there. Pure functions, tested on small inline tables."""
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pagestream_common.contract import PAGE_VIEW
+from pagestream_spark.enrich.product_page import ProductPage, product_page
 from pagestream_spark.sink.schema import (
     BATCH_DUPLICATE_COLUMNS,
     BOT_EVENT_COLUMNS,
@@ -20,6 +23,7 @@ from pagestream_spark.sink.schema import (
     EVENT_COLUMNS,
     OTHER_EVENT_COLUMNS,
     PAGE_VIEW_COLUMNS,
+    PRODUCT_STAGE_COLUMNS,
     ROLLUP_COLUMNS,
     ROLLUP_DIMENSIONS,
     Dimension,
@@ -172,14 +176,183 @@ def plan_writes(split: SplitBatch, seen_before: pa.Array, *, bot_filtering: bool
 def new_dimension_rows(fresh: pa.Table, dimension: Dimension, known_keys: Set[int]) -> pa.Table:
     """The distinct rows of ``dimension`` among these events, but for keys known to exist."""
     rows = fresh.select(list(dimension.columns))
-    if dimension.only_where_present:
-        rows = rows.filter(pc.is_valid(rows.column(dimension.only_where_present)))
     if known_keys:
         known = pa.array(list(known_keys), type=pa.int64())
         rows = rows.filter(pc.invert(pc.is_in(rows.column(dimension.key), value_set=known)))
     if rows.num_rows == 0:
         return rows
     return rows.group_by(list(dimension.columns), use_threads=False).aggregate([])
+
+
+class StoredPage(NamedTuple):
+    """A product's page as dim_product holds it: the host it is pinned to, the event time
+    (epoch seconds) and the canonical URL."""
+
+    host: str
+    epoch: int
+    url: str
+
+
+_PRODUCT_STAGE_SCHEMA = pa.schema(
+    [
+        ("product_key", pa.int64()),
+        ("product_id", pa.string()),
+        ("product_url", pa.string()),
+        ("product_label", pa.string()),
+        ("url_host", pa.string()),
+        ("url_epoch", pa.int64()),
+        ("first_epoch", pa.int64()),
+    ]
+)
+assert _PRODUCT_STAGE_SCHEMA.names == [c for c, _ in PRODUCT_STAGE_COLUMNS]
+# The host of a canonical product page URL without its www. (enrich.product_page's
+# ProductPage.host, which a test checks this agrees with), in Arrow for a whole column.
+_URL_HOST = r"^[a-z]+://(?:www\.)?(?P<host>[^/]*)"
+_MEMO_SIZE = 1 << 16
+_product_page = lru_cache(maxsize=_MEMO_SIZE)(product_page)
+
+
+def product_page_candidates(page_views: pa.Table) -> pa.Table:
+    """Per product and shop host among these page views (``product_url`` set), the newest
+    product page by (event time, URL) and the first event time on that host: columns
+    product_key, product_id, product_url, url_host, url_epoch, first_epoch. Crawlers' page
+    views are left out even when they are stored as page views (bot filtering off): they
+    fetch old URLs long after a page has moved."""
+    pages = page_views.select(["product_key", "product_id", "product_url", "event_epoch"])
+    pages = pages.filter(
+        pc.and_(
+            pc.and_(
+                pc.is_valid(pages.column("product_url")), pc.is_valid(pages.column("product_key"))
+            ),
+            pc.invert(pc.fill_null(page_views.column("is_bot"), False)),
+        )
+    )
+    by_url = pages.group_by(
+        ["product_key", "product_id", "product_url"], use_threads=False
+    ).aggregate([("event_epoch", "max"), ("event_epoch", "min")])
+    hosts = pc.struct_field(pc.extract_regex(by_url.column("product_url"), _URL_HOST), "host")
+    newest_first = by_url.append_column("url_host", hosts).sort_by(
+        [
+            ("product_key", "ascending"),
+            ("url_host", "ascending"),
+            ("event_epoch_max", "descending"),
+            ("product_url", "descending"),
+        ]
+    )
+    # Ordered aggregation ("first" needs use_threads=False): each group's first row is its
+    # newest page.
+    per_host = newest_first.group_by(["product_key", "url_host"], use_threads=False).aggregate(
+        [
+            ("product_id", "first"),
+            ("product_url", "first"),
+            ("event_epoch_max", "first"),
+            ("event_epoch_min", "min"),
+        ]
+    )
+    return pa.table(
+        {
+            "product_key": per_host.column("product_key"),
+            "product_id": per_host.column("product_id_first"),
+            "product_url": per_host.column("product_url_first"),
+            "url_host": per_host.column("url_host"),
+            "url_epoch": per_host.column("event_epoch_max_first"),
+            "first_epoch": per_host.column("event_epoch_min_min"),
+        }
+    )
+
+
+_UNKNOWN = object()
+
+
+def _could_move_forward(candidates: pa.Table, known: Mapping[int, StoredPage | None]) -> pa.Array:
+    """Per candidate: True unless the product's committed page (``known``) says the upsert
+    would leave it as it is (a page on another host, or not later by (event time, URL))."""
+    distinct = pc.unique(candidates.column("product_key"))
+    states = [known.get(key, _UNKNOWN) for key in distinct.to_pylist()]
+    pinned = [isinstance(state, StoredPage) for state in states]
+    if not any(pinned):
+        return pa.array([True] * candidates.num_rows, pa.bool_())
+    at = pc.index_in(candidates.column("product_key"), value_set=distinct)
+    stored = [state if isinstance(state, StoredPage) else None for state in states]
+
+    def stored_column(values: Sequence[object], type_: pa.DataType) -> pa.Array:
+        return pc.take(pa.array(values, type_), at)
+
+    is_pinned = stored_column(pinned, pa.bool_())
+    host = stored_column([s.host if s else None for s in stored], pa.string())
+    epoch = stored_column([s.epoch if s else None for s in stored], pa.int64())
+    url = stored_column([s.url if s else None for s in stored], pa.string())
+    url_epoch, product_url = candidates.column("url_epoch"), candidates.column("product_url")
+    later = pc.or_(
+        pc.greater(url_epoch, epoch),
+        pc.and_(pc.equal(url_epoch, epoch), pc.greater(product_url, url)),
+    )
+    forward = pc.and_(pc.equal(candidates.column("url_host"), host), later)
+    return pc.or_(pc.invert(is_pinned), pc.fill_null(forward, False))
+
+
+def product_rows(
+    fresh: pa.Table, page_views: pa.Table, known: Mapping[int, StoredPage | None]
+) -> pa.Table:
+    """dim_product's staged rows (schema.PRODUCT_STAGE_COLUMNS) for these events: the
+    product page candidates of the page views, but those the committed pages (``known``: by
+    product key, None for a product without a page) say cannot move the stored page forward,
+    then one row of nulls for each product of ``fresh`` not yet known that has no candidate.
+    schema.UPSERT_PRODUCTS decides between a product's candidates."""
+    candidates = product_page_candidates(page_views)
+    staged = candidates
+    if known and candidates.num_rows:
+        staged = candidates.filter(_could_move_forward(candidates, known))
+    # A canonical URL gives its own page back (enrich.product_page), so every candidate has
+    # its label; a row without one (never seen) is dropped rather than staged half-empty.
+    pages: list[ProductPage | None] = [
+        _product_page(url) for url in staged.column("product_url").to_pylist()
+    ]
+    if not all(pages):
+        staged = staged.filter(pa.array([p is not None for p in pages], pa.bool_()))
+        pages = [p for p in pages if p is not None]
+    staged = pa.table(
+        {
+            "product_key": staged.column("product_key"),
+            "product_id": staged.column("product_id"),
+            "product_url": staged.column("product_url"),
+            "product_label": pa.array([p.label for p in pages if p], pa.string()),
+            "url_host": staged.column("url_host"),
+            "url_epoch": staged.column("url_epoch"),
+            "first_epoch": staged.column("first_epoch"),
+        },
+        schema=_PRODUCT_STAGE_SCHEMA,
+    )
+
+    products = fresh.select(["product_key", "product_id"])
+    products = products.filter(pc.is_valid(products.column("product_key")))
+    without_page = products.filter(
+        pc.invert(
+            pc.is_in(products.column("product_key"), value_set=candidates.column("product_key"))
+        )
+    )
+    if without_page.num_rows == 0:
+        return staged
+    without_page = without_page.group_by(
+        ["product_key", "product_id"], use_threads=False
+    ).aggregate([])
+    if known:
+        unknown = [key not in known for key in without_page.column("product_key").to_pylist()]
+        without_page = without_page.filter(pa.array(unknown, pa.bool_()))
+    nulls = pa.nulls(without_page.num_rows)
+    bare = pa.table(
+        {
+            "product_key": without_page.column("product_key"),
+            "product_id": without_page.column("product_id"),
+            "product_url": nulls.cast(pa.string()),
+            "product_label": nulls.cast(pa.string()),
+            "url_host": nulls.cast(pa.string()),
+            "url_epoch": nulls.cast(pa.int64()),
+            "first_epoch": nulls.cast(pa.int64()),
+        },
+        schema=_PRODUCT_STAGE_SCHEMA,
+    )
+    return pa.concat_tables([staged, bare])
 
 
 def fact_rows(events: pa.Table, batch_id: int, columns: tuple[str, ...]) -> pa.Table:

@@ -42,9 +42,6 @@ class Dimension:
     columns: tuple[str, ...]
     # INSERT ... SELECT from the staging table "stage" (distinct rows of `columns`).
     insert: str
-    # Only rows where this column is not null have a dimension row (a product only for events
-    # about a product).
-    only_where_present: str | None = None
 
     @property
     def key(self) -> str:
@@ -53,6 +50,7 @@ class Dimension:
 
 # ON CONFLICT DO NOTHING: a key is a hash of the natural key, so an existing row already holds
 # the same values. NULLs become '' where the dimension's natural key says NOT NULL DEFAULT ''.
+# dim_product, whose page URL and label move forward, is upserted apart (PRODUCT_STAGE_COLUMNS).
 DIMENSIONS = (
     Dimension(
         "dim_date",
@@ -62,13 +60,6 @@ SELECT date_key, d, extract(year FROM d), extract(quarter FROM d), extract(month
        extract(day FROM d), extract(isodow FROM d), extract(week FROM d), extract(isodow FROM d) >= 6
 FROM (SELECT date_key, to_date(date_key::text, 'YYYYMMDD') AS d FROM stage) s
 ON CONFLICT DO NOTHING""",
-    ),
-    Dimension(
-        "dim_product",
-        ("product_key", "product_id"),
-        """INSERT INTO dim_product (product_key, product_id)
-SELECT product_key, product_id FROM stage ON CONFLICT DO NOTHING""",
-        only_where_present="product_id",
     ),
     Dimension(
         "dim_store",
@@ -116,6 +107,39 @@ SELECT DISTINCT ON (campaign_key) campaign_key, coalesce(utm_source_n, ''), coal
 FROM stage ON CONFLICT DO NOTHING""",
     ),
 )
+
+# dim_product's staged rows (plan.product_rows): per product and shop host, the newest product
+# page of the batch (url_epoch: its event time) and the first event time on that host; a
+# product without a product page in the batch has one row of nulls. Texts compared as
+# COLLATE "C", the byte order Arrow sorts by, so the batch and PostgreSQL agree on ties.
+PRODUCT_STAGE_COLUMNS = (
+    ("product_key", "bigint"),
+    ("product_id", "text"),
+    ("product_url", 'text COLLATE "C"'),
+    ("product_label", "text"),
+    ("url_host", 'text COLLATE "C"'),
+    ("url_epoch", "bigint"),
+    ("first_epoch", "bigint"),
+)
+# One row per product (DISTINCT ON): the candidate on the host the product's URL is pinned to
+# if it has one, else the host seen first (earliest event time, then host). The stored URL
+# only moves forward: on its own host, to a later (event time, URL). A replay, a late event
+# and a page on another host all leave it as it is.
+UPSERT_PRODUCTS = """INSERT INTO dim_product AS p (product_key, product_id, product_url, product_label, url_host, url_event_time)
+SELECT DISTINCT ON (s.product_key) s.product_key, s.product_id, s.product_url, s.product_label,
+       s.url_host, to_timestamp(s.url_epoch)
+FROM stage s LEFT JOIN dim_product d ON d.product_key = s.product_key
+ORDER BY s.product_key, (s.url_host = d.url_host) IS TRUE DESC, s.first_epoch, s.url_host
+ON CONFLICT (product_key) DO UPDATE
+SET product_url = EXCLUDED.product_url, product_label = EXCLUDED.product_label,
+    url_host = EXCLUDED.url_host, url_event_time = EXCLUDED.url_event_time
+WHERE EXCLUDED.product_url IS NOT NULL
+  AND (p.product_url IS NULL
+       OR (EXCLUDED.url_host = p.url_host
+           AND (EXCLUDED.url_event_time, EXCLUDED.product_url) > (p.url_event_time, p.product_url)))"""
+# What the staged products hold after the upsert (for the sink's cache of them).
+STAGED_PRODUCT_PAGES = """SELECT p.product_key, p.url_host, extract(epoch FROM p.url_event_time)::bigint, p.product_url
+FROM dim_product p WHERE p.product_key IN (SELECT product_key FROM stage)"""
 
 FACT_KEYS = (
     "date_key",

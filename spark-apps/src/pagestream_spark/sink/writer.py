@@ -12,7 +12,11 @@ from psycopg2.extensions import cursor as PgCursor
 from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink.binary_copy import copy_rows, insert_staged
 from pagestream_spark.sink.connection import PostgresConnection
-from pagestream_spark.sink.dimensions import DimensionKeyCache, upsert_dimensions
+from pagestream_spark.sink.dimensions import (
+    DimensionKeyCache,
+    DimensionWrites,
+    upsert_dimensions,
+)
 from pagestream_spark.sink.ledger import BatchCounts, BatchLedger, register_event_ids
 from pagestream_spark.sink.plan import (
     BatchWrites,
@@ -68,8 +72,9 @@ class _StepTimer:
 class _Written:
     writes: BatchWrites
     duplicates: int
-    # Dimension keys inserted by the transaction, remembered once it has committed.
-    new_dimension_keys: dict[str, list[int]]
+    # Dimension keys and product pages written by the transaction, remembered once it has
+    # committed.
+    dimensions: DimensionWrites
 
 
 @dataclass
@@ -97,7 +102,7 @@ class PostgresSink:
             return None
         timer.lap("commit")
         committed_at = time.time()
-        self._dimension_keys.remember(written.new_dimension_keys)
+        self._dimension_keys.remember(written.dimensions)
         writes = written.writes
         return BatchOutcome(
             batch_id=batch_id,
@@ -122,7 +127,7 @@ class PostgresSink:
         seen_before = register_event_ids(cur, split)
         timer.lap("event_ids")
         writes = plan_writes(split, seen_before, bot_filtering=self.options.bot_filtering)
-        new_dimension_keys = upsert_dimensions(cur, writes.fresh, self._dimension_keys)
+        dimensions = upsert_dimensions(cur, writes.fresh, writes.page_views, self._dimension_keys)
         timer.lap("dimensions")
         for table, facts in writes.fact_tables(batch_id):
             copy_rows(cur, table, facts)
@@ -150,4 +155,4 @@ class PostgresSink:
             ),
         )
         timer.lap("accounting")
-        return _Written(writes, duplicate_rows.num_rows, new_dimension_keys)
+        return _Written(writes, duplicate_rows.num_rows, dimensions)

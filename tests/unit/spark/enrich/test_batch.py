@@ -22,6 +22,7 @@ from pagestream_spark.enrich import (
     output_columns,
     parse_page_url,
     pass_through_columns,
+    product_page,
     visitor_id,
 )
 from pagestream_spark.enrich import batch as batch_module
@@ -121,6 +122,7 @@ def expected_row(event: pd.Series) -> dict[str, object]:
     location = locate_ip(event["ip"])
     referrer = classify_referrer(event["referrer_url"], event["current_url"])
     page = parse_page_url(event["current_url"])
+    product = product_page(event["current_url"])
     campaign = campaign_of(page, event["utm_source"], event["utm_medium"])
     day = event["event_date"]
     ip = event["ip"]
@@ -140,6 +142,7 @@ def expected_row(event: pd.Series) -> dict[str, object]:
         "referrer_medium": referrer.medium,
         "page_host": page.host,
         "page_path": page.path,
+        "product_url": None if product is None else product.url,
         "utm_source_n": campaign.source,
         "utm_medium_n": campaign.medium,
         "utm_campaign": campaign.name,
@@ -205,6 +208,7 @@ def test_contract_sample_event() -> None:
         "internal",
         "www.glamira.fr",
         "/glamira-anillo-saphira-skug100335.html",
+        "https://www.glamira.fr/glamira-anillo-saphira-skug100335.html",
         None,
         None,
         None,
