@@ -1,5 +1,5 @@
 """How long a started process lives: a tied one ends with the process (thread) that started it,
-a detached one outlives it. The processes
+a detached one outlives it, and the watchdog ends what a dead session recorded. The processes
 are `sleep`s started through ManagedProcess by a child Python, which the test then SIGKILLs as
 a CI timeout would; the real servers get the same treatment in
 tests/integration/test_killed_session.py."""
@@ -30,8 +30,11 @@ STARTER = """
 import sys, time
 from pathlib import Path
 from pagestream.stack.process import ManagedProcess
+from pagestream.stack.watchdog import start_watchdog
 
-folder, tied, user = Path(sys.argv[1]), sys.argv[2] == "tied", sys.argv[3] or None
+folder, tied, user, watch = Path(sys.argv[1]), sys.argv[2] == "tied", sys.argv[3] or None, sys.argv[4]
+if watch == "watch":
+    start_watchdog(folder, folder / "cache", log_file=folder / "watchdog.log")
 proc = ManagedProcess("sleeper", folder / "sleeper.pid", folder / "sleeper.log", tied=tied)
 print(proc.start(["sleep", "600"], user=user), flush=True)
 time.sleep(600)
@@ -47,7 +50,9 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return False
 
 
-def _start_and_kill_starter(folder: Path, *, tied: bool, user: str = "") -> int:
+def _start_and_kill_starter(
+    folder: Path, *, tied: bool, user: str = "", watch: bool = False
+) -> int:
     """A child Python starts `sleep 600` through ManagedProcess; SIGKILL the child; the pid of
     the sleep (checked to run as ``user``, if given)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +65,7 @@ def _start_and_kill_starter(folder: Path, *, tied: bool, user: str = "") -> int:
             str(folder),
             "tied" if tied else "detached",
             user,
+            "watch" if watch else "",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -99,6 +105,20 @@ def test_a_tied_process_run_as_another_user_still_ends_with_its_starter(tmp_path
         pytest.skip("no `pagestream` service user on this machine (PostgreSQL's tests make it)")
     sleeper = _start_and_kill_starter(tmp_path, tied=True, user=user)
     assert _gone_within(sleeper, 5)
+
+
+def test_the_watchdog_ends_a_detached_process_of_a_dead_session(tmp_path: Path) -> None:
+    sleeper = _start_and_kill_starter(tmp_path, tied=False, watch=True)
+    try:
+        assert _gone_within(sleeper, 10), (tmp_path / "watchdog.log").read_text()
+    finally:
+        if pid_alive(sleeper):
+            os.killpg(sleeper, signal.SIGKILL)
+    log = tmp_path / "watchdog.log"
+    deadline = time.monotonic() + 10
+    while "the watched process is gone" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"killed {sleeper} " in log.read_text()
 
 
 def test_only_the_main_thread_may_start_a_tied_process() -> None:
