@@ -5,6 +5,12 @@ repository, kept after the run so a failure's server logs (``…/state/logs``) c
 start, earlier runs whose pytest process is gone have their servers stopped; all but the newest
 few are deleted. Concurrent sessions (two terminals, two engineers) never touch each other.
 Artifacts come from the shared cache (``~/.cache/pagestream``), fetched or built on first use.
+
+A killed session (a CI timeout, Ctrl-C twice) leaves nothing running: the servers the fixtures
+start are tied to the session (``StackPaths.tied``: the kernel kills them when pytest's main
+thread ends), and a watchdog started with the session (``pagestream.stack.watchdog``, log in
+``…/watchdog.log``) kills whatever is still recorded under the run's folder once pytest is
+gone, such as the servers of a ``pagestream up`` the tests ran in a subprocess.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import pytest
 from pagestream.stack.helm import Helm
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
-from pagestream.stack.node.node import LocalNode
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import pid_alive
 from pagestream.stack.prometheus import Prometheus
 from pagestream.stack.stack import LocalStack
+from pagestream.stack.watchdog import end_leftovers, start_watchdog
 
 TEST_RUNS = REPO_ROOT / ".pagestream" / "test-runs"
 KEEP_RUNS = 3
@@ -41,11 +47,9 @@ def _owner_alive(run_dir: Path) -> bool:
 def _reap_old_runs() -> None:
     finished = sorted(d for d in TEST_RUNS.glob("*-*") if d.is_dir() and not _owner_alive(d))
     for run_dir in finished:
-        # A killed session may have left servers behind, and a node with its pods.
-        paths = StackPaths(cache=default_cache_dir(), state=run_dir / "state")
-        LocalStack(paths).down()
-        if LocalNode(paths).home.exists():
-            LocalNode(paths).down()
+        # A session whose watchdog was killed too may have left servers behind, and a node
+        # with its pods: what its watchdog would have done.
+        end_leftovers(run_dir, default_cache_dir())
     for run_dir in finished[: max(0, len(finished) - KEEP_RUNS)]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -55,8 +59,9 @@ def stack_paths() -> StackPaths:
     TEST_RUNS.mkdir(parents=True, exist_ok=True)
     _reap_old_runs()
     run_dir = TEST_RUNS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    paths = StackPaths(cache=default_cache_dir(), state=run_dir / "state")
+    paths = StackPaths(cache=default_cache_dir(), state=run_dir / "state", tied=True)
     paths.state.mkdir(parents=True)
+    start_watchdog(run_dir, paths.cache, log_file=run_dir / "watchdog.log")
     return paths
 
 

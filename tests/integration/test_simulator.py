@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from pagestream.stack.kafka import Kafka
-from pagestream.stack.process import free_port
+from pagestream.stack.process import free_port, popen_tied
 from pagestream.stack.prometheus import Prometheus
 from pagestream_common.contract import event_json_schema
 from pagestream_simulator.cli import main
@@ -330,7 +330,7 @@ def test_sigterm_flushes_and_summarises(kafka: Kafka, tmp_path: Path) -> None:
     topic = new_topic(kafka, partitions=2)
     port = free_port()
     manifest = tmp_path / "m.json"
-    proc = subprocess.Popen(
+    proc = popen_tied(
         [
             *(sys.executable, "-m", "pagestream_simulator.cli"),
             *("--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic),

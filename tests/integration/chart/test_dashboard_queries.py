@@ -37,7 +37,7 @@ from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT, StackPaths
 from pagestream.stack.postgres import DATABASE, Postgres
-from pagestream.stack.process import free_port
+from pagestream.stack.process import free_port, popen_tied
 from pagestream.stack.prometheus import Prometheus
 from pagestream_spark.migrate import migrate
 
@@ -171,7 +171,7 @@ def running(
     op_metrics, op_live = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGESTREAM_OPERATOR_")}
     log = (stack_paths.logs / "operator-dashboards.log").open("ab")
-    operator = subprocess.Popen(
+    operator = popen_tied(
         [
             sys.executable,
             "-m",

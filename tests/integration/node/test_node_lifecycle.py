@@ -5,6 +5,7 @@ addresses, routes, iptables rules and sysctls are the same while it runs and aft
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ def test_a_node_with_a_running_pod_leaves_the_host_as_it_was(
     stack_paths: StackPaths, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     before = host_network_snapshot()
-    own = LocalNode(StackPaths(cache=stack_paths.cache, state=tmp_path_factory.mktemp("node2")))
+    own = LocalNode(replace(stack_paths, state=tmp_path_factory.mktemp("node2")))
     inodes = None
     try:
         own.up()

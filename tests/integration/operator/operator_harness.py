@@ -29,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from pagestream.stack.crds import OPERATOR_CHILD_CRDS, crd_file, upstream_crds
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import PIPELINE_CRD, StackPaths
-from pagestream.stack.process import free_port
+from pagestream.stack.process import free_port, popen_tied
 from pagestream_operator.spec import API_GROUP as GROUP
 from pagestream_operator.spec import API_VERSION as VERSION
 from pagestream_operator.spec import PLURAL
@@ -121,7 +121,8 @@ class OperatorProcess:
         log = self.log_file.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAGESTREAM_OPERATOR_")}
         env["KUBECONFIG"] = str(self.kubeconfig)
-        self.proc = subprocess.Popen(
+        # Tied to this thread: a killed test run leaves no operator behind.
+        self.proc = popen_tied(
             [
                 sys.executable,
                 "-m",

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg2
@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import Postgres
-from pagestream.stack.process import free_port
+from pagestream.stack.process import free_port, popen_tied
 from pagestream.stack.spark import job_environment
 
 from .dataset import GroundTruth
@@ -101,7 +101,9 @@ class JobRun:
         }
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         log = (self.paths.logs / f"job-{self.schema}.log").open("ab")
-        proc = subprocess.Popen(
+        # Tied to this thread (a killed test run leaves no job behind); the JVM follows the
+        # driver, whose end of the JVM's stdin pipe closes when it dies.
+        proc = popen_tied(
             [sys.executable, "-m", "pagestream_spark.main", *self.args(**overrides)],
             env=env,
             stdout=log,
@@ -179,7 +181,7 @@ def own_kafka_broker(paths: StackPaths, name: str, **options: object) -> Kafka:
     """A started Kafka broker of a test's own (to stop, or to configure unlike the shared
     one), with its state under ``<state>/<name>``."""
     broker = Kafka(
-        StackPaths(cache=paths.cache, state=paths.state / name),
+        replace(paths, state=paths.state / name),
         port=free_port(),
         controller_port=free_port(),
         **options,  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from .dataset import build_dataset, ground_truth
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[tuple[LocalStack, Postgres]]:
-    stack = LocalStack(StackPaths(cache=default_cache_dir(), state=tmp_path / "state"))
+    stack = LocalStack(StackPaths(cache=default_cache_dir(), state=tmp_path / "state", tied=True))
     server = stack.start("postgres")
     assert isinstance(server, Postgres)
     yield stack, server

@@ -10,7 +10,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -65,7 +65,7 @@ def tls_kafka(stack_paths: StackPaths, certificates: Certificates) -> Iterator[K
 @pytest.fixture(scope="module")
 def tls_postgres(stack_paths: StackPaths, certificates: Certificates) -> Iterator[Postgres]:
     server = Postgres(
-        StackPaths(cache=stack_paths.cache, state=stack_paths.state / "postgres-tls"),
+        replace(stack_paths, state=stack_paths.state / "postgres-tls"),
         port=free_port(),
         durable=False,
         tls=certificates.postgres,

@@ -111,6 +111,7 @@ class LocalPlatform:
             self.pipeline_dir(name) / "job.pid",
             self.paths.logs / f"job-{name}.log",
             signal_group=False,
+            tied=self.paths.tied,
         )
 
     def simulator_process(self, name: str) -> ManagedProcess:
@@ -118,6 +119,7 @@ class LocalPlatform:
             f"simulator {name}",
             self.pipeline_dir(name) / "simulator.pid",
             self.paths.logs / f"simulator-{name}.log",
+            tied=self.paths.tied,
         )
 
     def state(self, name: str) -> PipelineState:

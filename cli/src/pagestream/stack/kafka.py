@@ -157,7 +157,9 @@ class Kafka:
 
     @property
     def process(self) -> ManagedProcess:
-        return ManagedProcess("kafka", self.home / "kafka.pid", self.paths.logs / "kafka.log")
+        return ManagedProcess(
+            "kafka", self.home / "kafka.pid", self.paths.logs / "kafka.log", tied=self.paths.tied
+        )
 
     def ensure_installed(self) -> Path:
         return maven_jars(self.paths.cache, "kafka")

@@ -55,7 +55,9 @@ class KubeControlPlane:
         return f"https://127.0.0.1:{self.apiserver_port}"
 
     def _proc(self, name: str) -> ManagedProcess:
-        return ManagedProcess(name, self.home / f"{name}.pid", self.paths.logs / f"{name}.log")
+        return ManagedProcess(
+            name, self.home / f"{name}.pid", self.paths.logs / f"{name}.log", tied=self.paths.tied
+        )
 
     @property
     def processes(self) -> list[ManagedProcess]:

@@ -47,6 +47,11 @@ class StackPaths:
 
     cache: Path
     state: Path
+    # Servers started with these paths end with the thread that started them (a SIGKILL from
+    # the kernel: pagestream.stack.process.popen_tied). The test fixtures set it, so a
+    # killed test run leaves nothing behind; the CLI does not: `pagestream up` returns and
+    # leaves the embedded platform running.
+    tied: bool = False
 
     @classmethod
     def default(cls) -> StackPaths:

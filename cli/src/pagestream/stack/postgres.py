@@ -123,6 +123,10 @@ class Postgres:
             self.home / "postgres.pid",
             self.paths.logs / "postgres.log",
             signal_group=False,
+            tied=self.paths.tied,
+            # Immediate shutdown: the postmaster ends its backends, frees its SysV shared
+            # memory segment (a SIGKILL leaves it, 56 bytes per server) and exits.
+            death_signal=signal.SIGQUIT,
         )
 
     def dsn(self, database: str = DATABASE) -> str:

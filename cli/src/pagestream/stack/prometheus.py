@@ -51,7 +51,10 @@ class Prometheus:
     @property
     def process(self) -> ManagedProcess:
         return ManagedProcess(
-            "prometheus", self.home / "prometheus.pid", self.paths.logs / "prometheus.log"
+            "prometheus",
+            self.home / "prometheus.pid",
+            self.paths.logs / "prometheus.log",
+            tied=self.paths.tied,
         )
 
     def ensure_installed(self) -> str:

@@ -59,11 +59,15 @@ def setup_script(layout: NodeLayout) -> str:
 class NodeNamespace:
     layout: NodeLayout
     logs: Path
+    tied: bool = False  # the holder ends with the thread that starts it (StackPaths.tied)
 
     @property
     def holder(self) -> ManagedProcess:
         return ManagedProcess(
-            "node-namespace", self.layout.home / "node-namespace.pid", self.logs / "node.log"
+            "node-namespace",
+            self.layout.home / "node-namespace.pid",
+            self.logs / "node.log",
+            tied=self.tied,
         )
 
     def pid(self) -> int | None:

@@ -98,7 +98,7 @@ class LocalNode:
 
     @property
     def namespace(self) -> NodeNamespace:
-        return NodeNamespace(self.layout, self.paths.logs)
+        return NodeNamespace(self.layout, self.paths.logs, tied=self.paths.tied)
 
     @property
     def kubeconfig(self) -> Path:
@@ -136,7 +136,12 @@ class LocalNode:
     # --- processes ---------------------------------------------------------------------------
 
     def _proc(self, name: str) -> ManagedProcess:
-        return ManagedProcess(name, self.home / f"{name}.pid", self.paths.logs / f"node-{name}.log")
+        return ManagedProcess(
+            name,
+            self.home / f"{name}.pid",
+            self.paths.logs / f"node-{name}.log",
+            tied=self.paths.tied,
+        )
 
     COMPONENTS = (
         "etcd",
@@ -247,7 +252,7 @@ class LocalNode:
         layout = NodeLayout(self.home, pause_image=images.pause)
         self._write_config(layout)
         self._ensure_cgroup_root(layout)
-        ns = NodeNamespace(layout, self.paths.logs)
+        ns = NodeNamespace(layout, self.paths.logs, tied=self.paths.tied)
         say("starting the node's namespaces, etcd and the API server")
         ns.start()
         self._save_state(netns_inode=ns.inode("net"), mntns_inode=ns.inode("mnt"))

@@ -89,7 +89,10 @@ class DockerApi:
     @property
     def process(self) -> ManagedProcess:
         return ManagedProcess(
-            "docker-api", self.run_dir / "docker-api.pid", self.node.paths.logs / "docker-api.log"
+            "docker-api",
+            self.run_dir / "docker-api.pid",
+            self.node.paths.logs / "docker-api.log",
+            tied=self.node.paths.tied,
         )
 
     def start(self) -> str:
