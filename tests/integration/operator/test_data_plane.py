@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -43,7 +44,8 @@ USER = {
 def bare_kube(stack_paths: StackPaths) -> Iterator[KubeControlPlane]:
     """A control plane with only the pipeline CRD: no platform operator installed yet."""
     kube = KubeControlPlane(
-        StackPaths(cache=stack_paths.cache, state=stack_paths.state / "kube-data-plane"),
+        # The session's paths (tied to it, so a killed run ends this control plane too).
+        replace(stack_paths, state=stack_paths.state / "kube-data-plane"),
         apiserver_port=free_port(),
         etcd_port=free_port(),
         etcd_peer_port=free_port(),
