@@ -23,7 +23,7 @@ from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port, popen_tied
 from pagestream.stack.spark import job_environment
 
-from .dataset import GroundTruth
+from .dataset import GroundTruth, build_dataset, ground_truth
 
 PII_KEY = "test-pii-key"
 ACCOUNTING = (
@@ -188,6 +188,15 @@ def own_kafka_broker(paths: StackPaths, name: str, **options: object) -> Kafka:
     )
     broker.start()
     return broker
+
+
+def send_dataset(kafka: Kafka, topic: str, *, seed: int, valid_events: int) -> GroundTruth:
+    """A seeded dataset (duplicates, malformed records, bots, late events) produced to ``topic``
+    over the plain listener; what a job must store of it."""
+    now = int(time.time())
+    dataset = build_dataset(seed=seed, valid_events=valid_events, now=now)
+    produce(kafka, topic, [(r.key, r.value) for r in dataset.records])
+    return ground_truth(dataset, now)
 
 
 def new_job_run(kafka: Kafka, postgres: Postgres, paths: StackPaths) -> JobRun:

@@ -19,8 +19,7 @@ from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import DATABASE, Postgres
 from pagestream_spark.migrate import ReaderRoleMissing, grant_read_access, migrate
 
-from .conftest import JobRun, new_job_run, produce, stop_all
-from .dataset import build_dataset, ground_truth
+from .conftest import JobRun, new_job_run, send_dataset, stop_all
 
 PASSWORD = secrets.token_urlsafe(16)
 
@@ -77,10 +76,7 @@ def test_the_reader_role_reads_the_schema_and_cannot_write_anything(
     kafka: Kafka, postgres: Postgres, stack_paths: StackPaths, reader_name: str
 ) -> None:
     run = new_job_run(kafka, postgres, stack_paths)
-    now = int(time.time())
-    dataset = build_dataset(seed=47, valid_events=200, now=now)
-    truth = ground_truth(dataset, now)
-    produce(kafka, run.topic, [(r.key, r.value) for r in dataset.records])
+    truth = send_dataset(kafka, run.topic, seed=47, valid_events=200)
     try:
         # Started before the role exists: the job waits for it, as for a CloudNativePG
         # managed role that is reconciled after the database is up.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +20,7 @@ from pagestream.stack.pki import ServerTls, write_server_tls
 from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
 
-from .conftest import JobRun, new_job_run, own_kafka_broker, produce, stop_all
-from .dataset import build_dataset, ground_truth
+from .conftest import JobRun, new_job_run, own_kafka_broker, send_dataset, stop_all
 
 USER = "pagestream-job"
 PASSWORD = "scram-over-tls-4d1e"
@@ -106,11 +104,8 @@ def test_job_reads_through_ssl_and_writes_with_verify_full(
     tls_kafka: Kafka, tls_postgres: Postgres, stack_paths: StackPaths, certificates: Certificates
 ) -> None:
     run = new_job_run(tls_kafka, tls_postgres, stack_paths)
-    now = int(time.time())
-    dataset = build_dataset(seed=41, valid_events=300, now=now)
-    truth = ground_truth(dataset, now)
     # Produced over the plain listener; only the job has to use TLS.
-    produce(tls_kafka, run.topic, [(r.key, r.value) for r in dataset.records])
+    truth = send_dataset(tls_kafka, run.topic, seed=41, valid_events=300)
     try:
         run.run_to_completion(**tls_flags(tls_kafka, tls_postgres, certificates))
         run.assert_stored_exactly_once(truth)
@@ -132,10 +127,7 @@ def test_job_reads_through_sasl_ssl_and_its_database_session_is_encrypted(
         "PAGESTREAM_KAFKA_SASL_USERNAME": USER,
         "PAGESTREAM_KAFKA_SASL_PASSWORD_FILE": str(password_file),
     }
-    now = int(time.time())
-    dataset = build_dataset(seed=43, valid_events=200, now=now)
-    truth = ground_truth(dataset, now)
-    produce(tls_kafka, run.topic, [(r.key, r.value) for r in dataset.records])
+    truth = send_dataset(tls_kafka, run.topic, seed=43, valid_events=200)
     flags = tls_flags(tls_kafka, tls_postgres, certificates) | {
         "kafka-bootstrap-servers": tls_kafka.tls_bootstrap_servers(sasl=True),
         "kafka-security-protocol": "SASL_SSL",
