@@ -64,7 +64,8 @@ def kraft_server_properties(
     listeners = [f"PLAINTEXT://{host}:{plaintext_port}"]
     advertised = list(listeners)
     protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
-    sasl: list[str] = []
+    # SASL and TLS settings of the listeners beyond PLAINTEXT.
+    security: list[str] = []
     if sasl_port is not None:
         bind = host if advertised_sasl_host is None else "0.0.0.0"
         listeners.append(f"SASL_PLAINTEXT://{bind}:{sasl_port}")
@@ -75,14 +76,14 @@ def kraft_server_properties(
             listeners.append(f"{name}://{host}:{port}")
             advertised.append(f"{name}://{tls.advertised_host}:{port}")
             protocols += f",{name}:{name}"
-        sasl += [
+        security += [
             # Kafka reads PEM itself: one file with the private key and the certificate chain.
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={tls.keystore_file}",
         ]
     if sasl_port is not None or tls is not None:
-        sasl.append("sasl.enabled.mechanisms=SCRAM-SHA-512")
-        sasl += [
+        security.append("sasl.enabled.mechanisms=SCRAM-SHA-512")
+        security += [
             f"listener.name.{name}.scram-sha-512.sasl.jaas.config="
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             for name, on in (
@@ -101,7 +102,7 @@ def kraft_server_properties(
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             f"listener.security.protocol.map={protocols}",
-            *sasl,
+            *security,
             f"log.dirs={data_dir}",
             "num.partitions=1",
             "offsets.topic.replication.factor=1",

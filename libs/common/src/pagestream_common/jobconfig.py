@@ -28,6 +28,8 @@ SECRET_ENV = {
 # libpq's sslmode values, weakest first (allow, prefer's weaker twin, is left out).
 POSTGRES_SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
+# A lower-case SQL identifier (the schema, the reader role): safe unquoted, at most 63 bytes.
+_SQL_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _DURATION = re.compile(r"^\d+ (millisecond|milliseconds|second|seconds|minute|minutes|hour|hours)$")
 _UNIT_SECONDS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}
 
@@ -172,11 +174,9 @@ class JobConfig:
                 )
         if not 1 <= self.metrics_port <= 65535:
             raise JobConfigError("--metrics-port must be a TCP port (1-65535)")
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.postgres_schema):
+        if not _SQL_IDENTIFIER.fullmatch(self.postgres_schema):
             raise JobConfigError("--postgres-schema must be a lower-case SQL identifier")
-        if self.postgres_reader_role and not re.fullmatch(
-            r"[a-z_][a-z0-9_]{0,62}", self.postgres_reader_role
-        ):
+        if self.postgres_reader_role and not _SQL_IDENTIFIER.fullmatch(self.postgres_reader_role):
             raise JobConfigError("--postgres-reader-role must be a lower-case SQL identifier")
 
     def to_args(self) -> list[str]:
