@@ -128,6 +128,13 @@ class JobConfig:
     hash_email: bool = True
     metrics_port: int = 9108
     report_timezone: str = "UTC"
+    # Whole UTC days of facts, event ids and minute rollups kept (0: forever). Older events are
+    # dead-lettered as past_retention; a day's partitions are dropped a day after they fall
+    # out (docs/streaming-job.md, "Partitions and retention").
+    retention_days: int = 90
+    # Whole UTC days of hour rollups and visitor days kept (0: forever); at least
+    # retention_days when both are finite.
+    rollup_retention_days: int = 730
 
     def __post_init__(self) -> None:
         for name in (
@@ -178,6 +185,16 @@ class JobConfig:
             raise JobConfigError("--postgres-schema must be a lower-case SQL identifier")
         if self.postgres_reader_role and not _SQL_IDENTIFIER.fullmatch(self.postgres_reader_role):
             raise JobConfigError("--postgres-reader-role must be a lower-case SQL identifier")
+        for name in ("retention_days", "rollup_retention_days"):
+            if getattr(self, name) < 0:
+                raise JobConfigError(f"--{_flag(name)} must be a number of days, or 0 for forever")
+        if self.rollup_retention_days and (
+            not self.retention_days or self.rollup_retention_days < self.retention_days
+        ):
+            raise JobConfigError(
+                "--rollup-retention-days must be at least --retention-days (rollups outlive "
+                "the events they count), or 0 for forever"
+            )
 
     def to_args(self) -> list[str]:
         """The job's command-line arguments, in declaration order (stable for golden files).
