@@ -6,6 +6,7 @@ flags of :class:`pagestream_common.jobconfig.JobConfig`; secrets from the enviro
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -21,6 +22,9 @@ from pagestream_common.logs import configure_logging
 from pagestream_spark.metrics import JobMetrics
 from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink, SinkUnavailable
+from pagestream_spark.sink.connection import connect_postgres
+from pagestream_spark.sink.partitions import DayPartitions
+from pagestream_spark.sink.retention import Retention, RetentionLoop, RetentionPolicy
 from pagestream_spark.source import (
     SourceUnavailable,
     check_kafka_tls,
@@ -108,6 +112,8 @@ class StreamingJob:
     # Made at the first batch: the ledger needs the query id, which the checkpoint holds once
     # the query has started.
     _sink: PostgresSink | None = field(default=None, init=False)
+    # Shared by the sink (which makes partitions) and retention (which drops them).
+    _partitions: DayPartitions = field(default_factory=DayPartitions, init=False)
 
     def __post_init__(self) -> None:
         self.metrics = JobMetrics(
@@ -154,7 +160,7 @@ class StreamingJob:
             started = time.monotonic()
             if self._sink is None:
                 ledger = BatchLedger(read_query_id(spark, cfg.checkpoint_location))
-                self._sink = PostgresSink(connection, ledger, options)
+                self._sink = PostgresSink(connection, ledger, options, self._partitions)
             sink = self._sink
             if sink.already_committed(batch_id):
                 self._skip_replay(batch_id)
@@ -197,9 +203,19 @@ class StreamingJob:
         log.info(
             "streaming query started", extra={"query_id": str(query.id), "topic": cfg.kafka_topic}
         )
+        retention = RetentionLoop(
+            Retention(
+                functools.partial(connect_postgres, cfg, self.secrets),
+                cfg.postgres_schema,
+                RetentionPolicy(cfg.retention_days, cfg.rollup_retention_days),
+                self._partitions,
+            )
+        )
+        retention.start()
         try:
             return self._supervise(query)
         finally:
+            retention.stop()
             connection.close()
 
     def _skip_replay(self, batch_id: int) -> None:

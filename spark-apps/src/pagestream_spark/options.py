@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pagestream_common.contract import MIN_EVENT_EPOCH
 from pagestream_common.jobconfig import PII_HASH_KEY_REQUIRED, JobConfig, JobConfigError, Secrets
 
 
@@ -20,6 +21,15 @@ class ProcessingOptions:
     hash_email: bool = True
     # True sends events from bot user agents to bot_events instead of the facts.
     bot_filtering: bool = True
+    # Whole UTC days of events kept (0: forever): older valid events are dead-lettered as
+    # past_retention instead of landing on a day retention drops.
+    retention_days: int = 0
+
+    def oldest_kept_epoch(self, now: int) -> int:
+        """Start of the oldest UTC day an event may be on when processed at ``now``."""
+        if not self.retention_days:
+            return MIN_EVENT_EPOCH
+        return max(MIN_EVENT_EPOCH, (now // 86_400 - self.retention_days) * 86_400)
 
     def __post_init__(self) -> None:
         # Secrets refuses an empty key already; this keeps any other way of building the
@@ -34,4 +44,5 @@ class ProcessingOptions:
             anonymize_ip=config.anonymize_ip,
             hash_email=config.hash_email,
             bot_filtering=config.bot_filtering,
+            retention_days=config.retention_days,
         )

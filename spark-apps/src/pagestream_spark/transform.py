@@ -20,7 +20,7 @@ import xxhash
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StructField, StructType
 
-from pagestream_common.contract import PAGE_VIEW
+from pagestream_common.contract import MIN_EVENT_EPOCH, PAGE_VIEW
 from pagestream_spark.enrich.batch import (
     DROPPED_COLUMNS,
     ENRICHED_FIELDS,
@@ -42,11 +42,13 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def classify_arrays(raw: pa.RecordBatch, now: int) -> dict[str, pa.Array]:
+def classify_arrays(
+    raw: pa.RecordBatch, now: int, oldest_epoch: int = MIN_EVENT_EPOCH
+) -> dict[str, pa.Array]:
     """Kafka rows (``value`` + coordinates) → the Kafka coordinates, then a dead-letter reason
     and the raw payload, or the event's typed fields (``EVENT_FIELDS``) and its UTC date."""
     values = raw.column("value").to_pylist()
-    verdicts = [classify_value(v, now) for v in values]
+    verdicts = [classify_value(v, now, oldest_epoch) for v in values]
     valid = [fields is not None for _, _, fields in verdicts]
     out: dict[str, pa.Array] = {
         "topic": raw.column("topic"),
@@ -76,7 +78,7 @@ def prepare_batches(
     inputs go through pandas; everything else stays Arrow (pandas conversion of a batch cost
     more than its validation)."""
     for raw in batches:
-        columns = classify_arrays(raw, now)
+        columns = classify_arrays(raw, now, options.oldest_kept_epoch(now))
         inputs = pd.DataFrame(
             {
                 name: columns[name].to_pandas(date_as_object=True)

@@ -17,11 +17,14 @@ Reasons, in the order they are checked:
 ``oversize`` (record larger than MAX_RECORD_BYTES; not parsed), ``parse_error`` (not UTF-8 or
 not JSON), ``schema_violation`` (not an object, a required field missing, a wrong type, a
 length out of bounds), ``invalid_timestamp`` (``time_stamp`` before 2000-01-01, beyond a 64-bit
-integer, or more than a day ahead of the processing clock).
+integer, or more than a day ahead of the processing clock), ``past_retention`` (a valid event
+on a UTC day the pipeline's retention no longer keeps: its day's partitions are gone or about to
+go, so storing it would bring back a dropped day and miss its duplicates).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
@@ -41,7 +44,8 @@ OVERSIZE = "oversize"
 PARSE_ERROR = "parse_error"
 SCHEMA_VIOLATION = "schema_violation"
 INVALID_TIMESTAMP = "invalid_timestamp"
-DEAD_LETTER_REASONS = (OVERSIZE, PARSE_ERROR, SCHEMA_VIOLATION, INVALID_TIMESTAMP)
+PAST_RETENTION = "past_retention"
+DEAD_LETTER_REASONS = (OVERSIZE, PARSE_ERROR, SCHEMA_VIOLATION, INVALID_TIMESTAMP, PAST_RETENTION)
 
 _MAX_BIGINT = 2**63 - 1
 
@@ -99,6 +103,7 @@ EVENT_FIELDS = (
     ("recommendation", "string"),
     ("option_count", "int"),
 )
+_EPOCH_INDEX = [name for name, _ in EVENT_FIELDS].index("event_epoch")
 EVENT_COLUMNS = tuple(name for name, _ in EVENT_FIELDS)
 
 
@@ -216,12 +221,29 @@ def parse_record(value: bytes) -> Any:
         raise Violation(PARSE_ERROR, "record is not valid JSON") from None
 
 
-def classify_value(value: bytes, now: int) -> tuple[str | None, str | None, tuple[Any, ...] | None]:
-    """(dead-letter reason, detail, None) or (None, None, the EVENT_FIELDS values)."""
+def classify_value(
+    value: bytes, now: int, oldest_epoch: int = MIN_EVENT_EPOCH
+) -> tuple[str | None, str | None, tuple[Any, ...] | None]:
+    """(dead-letter reason, detail, None) or (None, None, the EVENT_FIELDS values). A valid
+    event before ``oldest_epoch`` (the start of the oldest UTC day the retention keeps) is
+    dead-lettered as past_retention."""
     fields = accepted_fields(value, now)
-    if fields is not None:
-        return None, None, fields
-    return classify_exactly(value, now)
+    if fields is None:
+        reason, detail, fields = classify_exactly(value, now)
+        if fields is None:
+            return reason, detail, None
+    epoch = fields[_EPOCH_INDEX]
+    if epoch < oldest_epoch:
+        return PAST_RETENTION, past_retention_detail(epoch, oldest_epoch), None
+    return None, None, fields
+
+
+def past_retention_detail(epoch: int, oldest_epoch: int) -> str:
+    day, oldest = (dt.datetime.fromtimestamp(e, dt.UTC).date() for e in (epoch, oldest_epoch))
+    return (
+        f"time_stamp {epoch} is on {day}, before {oldest}, the oldest UTC day the pipeline "
+        "keeps (spec.retention.events)"
+    )
 
 
 def classify_exactly(

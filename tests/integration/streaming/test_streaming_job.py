@@ -22,6 +22,7 @@ from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import StackPaths
 from pagestream.stack.postgres import Postgres
 from pagestream_spark.migrate import migrate
+from pagestream_spark.sink.schema import ROLLUP_DIMENSIONS
 
 from .conftest import JobRun, new_job_run, produce, stop_all
 from .dataset import (
@@ -228,21 +229,46 @@ def test_aggregates_equal_the_facts_and_the_ground_truth(completed: CompletedRun
                 ("browser_os", f"{r.browser} / {r.os}"),
             ):
                 expected[(str(bucket), dimension, value)] += 1
+        from_facts = tuple(FACT_ROLLUP_VALUES)
         got = run.query(
             "SELECT extract(epoch FROM bucket)::bigint::text, dimension, value, views FROM agg_page_views"
-            " WHERE grain = %s AND dimension <> 'referrer_medium'",
-            (grain,),
+            " WHERE grain = %s AND dimension <> ALL(%s)",
+            (grain, list(from_facts)),
         )
         assert {(b, d, v): n for b, d, v, n in got} == dict(expected)
-        # And directly against the fact table, referrer medium included.
-        mismatches = run.query(
-            f"""SELECT a.dimension, a.value FROM agg_page_views a
-                FULL JOIN (SELECT date_trunc('{grain}', f.event_time) AS bucket, r.medium, count(*) AS views
-                           FROM fact_page_views f JOIN dim_referrer r USING (referrer_key) GROUP BY 1, 2) x
-                  ON a.bucket = x.bucket AND a.value = x.medium
-                WHERE a.grain = '{grain}' AND a.dimension = 'referrer_medium' AND a.views IS DISTINCT FROM x.views"""
-        )
-        assert mismatches == []
+        # And directly against the fact table for the dimensions the ground truth does not
+        # name (referrer medium, referrer, country and store, campaign, device class).
+        for dimension, value in FACT_ROLLUP_VALUES.items():
+            mismatches = run.query(
+                f"""SELECT a.value, a.views, x.value, x.views FROM
+                      (SELECT bucket, value, views FROM agg_page_views
+                       WHERE grain = '{grain}' AND dimension = '{dimension}') a
+                    FULL JOIN (SELECT date_trunc('{grain}', f.event_time, 'UTC') AS bucket,
+                                      {value} AS value, count(*) AS views
+                               FROM fact_page_views f
+                               JOIN dim_referrer r USING (referrer_key)
+                               JOIN dim_location l USING (location_key)
+                               JOIN dim_store s USING (store_key)
+                               JOIN dim_campaign c USING (campaign_key)
+                               JOIN dim_user_agent u USING (user_agent_key)
+                               GROUP BY 1, 2) x
+                      ON a.bucket = x.bucket AND a.value = x.value
+                    WHERE a.views IS DISTINCT FROM x.views"""
+            )
+            assert mismatches == [], (grain, dimension)
+        assert run.query(
+            "SELECT count(DISTINCT dimension) FROM agg_page_views WHERE grain = %s", (grain,)
+        ) == [(len(ROLLUP_DIMENSIONS),)]
+
+
+# Each rollup dimension the ground truth does not name, as SQL over a page view's dimensions.
+FACT_ROLLUP_VALUES = {
+    "referrer_medium": "r.medium",
+    "referrer": "r.domain || chr(31) || r.medium",
+    "country_store": "l.country_code || chr(31) || s.store_id",
+    "campaign": "c.source || chr(31) || c.medium || chr(31) || c.name",
+    "device_class": "u.device_class",
+}
 
 
 def test_unique_visitors_are_exact_over_any_range(completed: CompletedRun) -> None:

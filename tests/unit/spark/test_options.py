@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 
+from pagestream_common.contract import MIN_EVENT_EPOCH
 from pagestream_common.jobconfig import JobConfig, JobConfigError, Secrets
 from pagestream_spark.options import ProcessingOptions
 
@@ -20,13 +21,32 @@ CONFIG = JobConfig(
     anonymize_ip=False,
     hash_email=True,
     bot_filtering=False,
+    retention_days=30,
 )
 
 
 def test_options_come_from_the_config_flags_and_the_pii_secret() -> None:
     options = ProcessingOptions.from_config(CONFIG, Secrets(pii_hash_key="s3cret"))
     assert options == ProcessingOptions(
-        pii_key=b"s3cret", anonymize_ip=False, hash_email=True, bot_filtering=False
+        pii_key=b"s3cret",
+        anonymize_ip=False,
+        hash_email=True,
+        bot_filtering=False,
+        retention_days=30,
+    )
+
+
+def test_the_oldest_kept_day_starts_retention_days_before_today() -> None:
+    now = 1_800_000_000  # 2027-01-15 08:00 UTC
+    today = now - now % 86_400
+    options = ProcessingOptions(pii_key=b"k", retention_days=30)
+    assert options.oldest_kept_epoch(now) == today - 30 * 86_400
+    assert options.oldest_kept_epoch(today) == today - 30 * 86_400
+    # Forever: only the contract's own bound.
+    assert ProcessingOptions(pii_key=b"k").oldest_kept_epoch(now) == MIN_EVENT_EPOCH
+    # Never before the contract's bound, however long the retention.
+    assert ProcessingOptions(pii_key=b"k", retention_days=100_000).oldest_kept_epoch(now) == (
+        MIN_EVENT_EPOCH
     )
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from pagestream_common.contract import MAX_RECORD_BYTES
+from pagestream_common.contract import MAX_RECORD_BYTES, MIN_EVENT_EPOCH
 from pagestream_spark.transform import classify_arrays
 
 NOW = 1_800_000_000
@@ -46,7 +46,7 @@ def variant(**changes: object) -> bytes:
     return json.dumps(event).encode()
 
 
-def classify(values: list[bytes]) -> list[SimpleNamespace]:
+def classify(values: list[bytes], oldest_epoch: int = MIN_EVENT_EPOCH) -> list[SimpleNamespace]:
     """Classify many records as one Kafka batch; rows come back in input order, each with its
     columns as attributes."""
     raw = pa.RecordBatch.from_pydict(
@@ -58,7 +58,7 @@ def classify(values: list[bytes]) -> list[SimpleNamespace]:
             "timestamp": pa.array([NOW * 1_000_000] * len(values), pa.timestamp("us")),
         }
     )
-    rows = pa.Table.from_pydict(classify_arrays(raw, NOW)).to_pylist()
+    rows = pa.Table.from_pydict(classify_arrays(raw, NOW, oldest_epoch)).to_pylist()
     return [SimpleNamespace(**row) for row in rows]
 
 
@@ -201,3 +201,25 @@ def test_empty_product_id_is_a_violation_not_an_absent_value() -> None:
         "schema_violation",
         "product_id: length must be 1..32",
     )
+
+
+def test_a_valid_event_before_the_oldest_kept_day_is_dead_lettered_past_retention() -> None:
+    """Both validation paths (the fast one accepts a plain event, the exact one a record
+    with an escaped NUL) end in the same retention check; a day kept is stored as ever."""
+    oldest = NOW - NOW % 86_400 - 30 * 86_400
+    old, old_exact = (
+        variant(time_stamp=oldest - 1),
+        variant(time_stamp=oldest - 1, ip="1.2.3.4\u0000"),
+    )
+    kept = variant(time_stamp=oldest)
+    rows = classify([old, old_exact, kept], oldest_epoch=oldest)
+    for row, record in zip(rows[:2], (old, old_exact), strict=True):
+        assert row.dead_letter_reason == "past_retention"
+        assert row.dead_letter_detail == (
+            f"time_stamp {oldest - 1} is on 2026-12-15, before 2026-12-16, the oldest UTC day "
+            "the pipeline keeps (spec.retention.events)"
+        )
+        assert bytes(row.payload) == record
+        assert row.event_id is None
+    assert rows[2].dead_letter_reason is None
+    assert rows[2].event_epoch == oldest

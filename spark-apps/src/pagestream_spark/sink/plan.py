@@ -6,6 +6,7 @@ there. Pure functions, tested on small inline tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,7 @@ from pagestream_spark.enrich.product_page import ProductPage, product_page
 from pagestream_spark.sink.schema import (
     BATCH_DUPLICATE_COLUMNS,
     BOT_EVENT_COLUMNS,
+    COMPOSITE_ROLLUPS,
     DEAD_SOURCE_COLUMNS,
     EVENT_COLUMNS,
     OTHER_EVENT_COLUMNS,
@@ -26,6 +28,7 @@ from pagestream_spark.sink.schema import (
     PRODUCT_STAGE_COLUMNS,
     ROLLUP_COLUMNS,
     ROLLUP_DIMENSIONS,
+    ROLLUP_SEPARATOR,
     Dimension,
 )
 
@@ -33,14 +36,16 @@ _DUPLICATE_COLUMNS = [c for c, _ in BATCH_DUPLICATE_COLUMNS]
 
 
 def split_first_occurrences(events: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(first occurrence of each event id in the batch, the later ones). Rows arrive in Kafka
-    order within a partition; the first in the table is kept. Done in Arrow on the driver so
-    PostgreSQL never sorts a whole batch to find them."""
+    """(first occurrence of each event (id, UTC day) in the batch, the later ones). Rows
+    arrive in Kafka order within a partition; the first in the table is kept. Done in Arrow on
+    the driver so PostgreSQL never sorts a whole batch to find them."""
     if events.num_rows == 0:
         return events, events.select(_DUPLICATE_COLUMNS)
     seq = _row_numbers(events)
-    numbered = events.append_column("_seq", seq)
-    firsts = numbered.group_by("event_id", use_threads=False).aggregate([("_seq", "min")])
+    numbered = events.append_column("_seq", seq).append_column(
+        "_day", _days(events.column("event_epoch"))
+    )
+    firsts = numbered.group_by(["event_id", "_day"], use_threads=False).aggregate([("_seq", "min")])
     is_first = pc.is_in(seq, value_set=firsts.column("_seq_min"))
     later = events.filter(pc.invert(is_first)).select(_DUPLICATE_COLUMNS)
     return events.filter(is_first), later
@@ -87,16 +92,21 @@ class SplitBatch:
             }
         )
 
+    def event_days(self) -> list[dt.date]:
+        """The distinct UTC days of the events: the partitions the batch writes to."""
+        days = pc.unique(_days(self.events.column("event_epoch")).cast(pa.date32()))
+        return sorted(days.to_pylist())
+
     def event_id_rows(self) -> pa.Table:
-        """The events' ids to stage for the dedup, numbered by row (``seq``) and in key order:
-        bytewise, as COLLATE "C" compares, the inserts walk the primary key's b-tree from left
-        to right instead of jumping around it (250k ids into a 2M-row event_ids: ~2.0 s → ~1.3 s
-        on the same PostgreSQL)."""
+        """The events' (id, UTC day)s to stage for the dedup, numbered by row (``seq``) and in
+        key order: bytewise, as COLLATE "C" compares, the inserts walk the primary key's b-tree
+        from left to right instead of jumping around it (250k ids into a 2M-row event_ids:
+        ~2.0 s → ~1.3 s on the same PostgreSQL)."""
         ids = pa.table(
             {
                 "seq": _row_numbers(self.events),
                 "event_id": self.events.column("event_id"),
-                "event_time": _timestamps(self.events.column("event_epoch")),
+                "event_day": _days(self.events.column("event_epoch")).cast(pa.date32()),
             }
         )
         return ids.take(pc.sort_indices(ids, sort_keys=[("event_id", "ascending")]))
@@ -380,6 +390,9 @@ def _rollup_values(page_views: pa.Table, dimension: str) -> pa.Array | pa.Chunke
         return pc.binary_join_element_wise(
             page_views.column("browser"), page_views.column("os"), " / "
         )
+    if dimension in COMPOSITE_ROLLUPS:
+        parts = [pc.fill_null(page_views.column(c), "") for c in COMPOSITE_ROLLUPS[dimension]]
+        return pc.binary_join_element_wise(*parts, ROLLUP_SEPARATOR)
     return page_views.column(ROLLUP_COLUMNS[dimension])
 
 
@@ -430,12 +443,18 @@ def page_view_rollups(page_views: pa.Table) -> pa.Table:
 
 def visitor_days(page_views: pa.Table) -> pa.Table:
     """visitor_days rows: one per (UTC day, device) with a human page view."""
-    days = pc.cast(pc.divide(page_views.column("event_epoch"), 86_400), pa.int32())
+    days = _days(page_views.column("event_epoch"))
     return (
         pa.table({"day": days.cast(pa.date32()), "device_key": page_views.column("device_key")})
         .group_by(["day", "device_key"], use_threads=False)
         .aggregate([])
     )
+
+
+def _days(epoch_seconds: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """UTC days since 1970-01-01 (int32, as date32 counts them). Event epochs are never
+    negative (the contract's oldest is 2000-01-01), so integer division floors."""
+    return pc.cast(pc.divide(epoch_seconds, 86_400), pa.int32())
 
 
 def _row_numbers(table: pa.Table) -> pa.Array:

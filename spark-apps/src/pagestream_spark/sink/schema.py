@@ -191,14 +191,22 @@ BOT_EVENT_COLUMNS = (
 )
 
 # agg_page_views dimensions: the event column each page view is counted under. "total" (one
-# value, '') and "browser_os" ("<browser> / <os>") are derived in plan.page_view_rollups.
+# value, ''), "browser_os" ("<browser> / <os>") and the composite ones (their columns joined by
+# ROLLUP_SEPARATOR, a null as '') are derived in plan.page_view_rollups.
 ROLLUP_COLUMNS = {
     "product": "product_id",
     "store": "store_id",
     "country": "country_code",
     "referrer_medium": "referrer_medium",
+    "device_class": "device_class",
 }
-ROLLUP_DIMENSIONS = ("total", *ROLLUP_COLUMNS, "browser_os")
+ROLLUP_SEPARATOR = "\x1f"
+COMPOSITE_ROLLUPS = {
+    "referrer": ("referrer_domain", "referrer_medium"),
+    "country_store": ("country_code", "store_id"),
+    "campaign": ("utm_source_n", "utm_medium_n", "utm_campaign"),
+}
+ROLLUP_DIMENSIONS = ("total", *ROLLUP_COLUMNS, "browser_os", *COMPOSITE_ROLLUPS)
 
 # What an INSERT from a staging copy of the table does with a row whose key exists.
 IGNORE_KNOWN = "ON CONFLICT DO NOTHING"
@@ -206,19 +214,22 @@ IGNORE_KNOWN = "ON CONFLICT DO NOTHING"
 ADD_VIEWS = "ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = target.views + EXCLUDED.views"
 
 STAGE_EVENT_IDS = (
-    'CREATE TEMP TABLE stage_ids (seq bigint, event_id text COLLATE "C", event_time timestamptz)'
+    'CREATE TEMP TABLE stage_ids (seq bigint, event_id text COLLATE "C", event_day date)'
     " ON COMMIT DROP"
 )
-# The staged ids an earlier batch had accepted (their seq), registering the others.
+# The staged (id, day)s an earlier batch had accepted (their seq), registering the others.
 REGISTER_EVENT_IDS = """
 WITH accepted AS (
-    INSERT INTO event_ids (event_id, event_time)
-    SELECT event_id, event_time FROM stage_ids
+    INSERT INTO event_ids (event_id, event_day)
+    SELECT event_id, event_day FROM stage_ids
     ON CONFLICT DO NOTHING
-    RETURNING event_id
+    RETURNING event_id, event_day
 )
-SELECT s.seq FROM stage_ids s WHERE NOT EXISTS (SELECT 1 FROM accepted a WHERE a.event_id = s.event_id)
+SELECT s.seq FROM stage_ids s
+WHERE NOT EXISTS (SELECT 1 FROM accepted a WHERE a.event_id = s.event_id AND a.event_day = s.event_day)
 """
+# The partitions of these UTC days in every partitioned table (migrations/V005).
+ENSURE_PARTITIONS = "SELECT ensure_partitions(%s::date[])"
 
 BATCH_COMMITTED = "SELECT 1 FROM batch_commits WHERE query_id = %s AND batch_id = %s"
 RECORD_BATCH = (
@@ -232,4 +243,7 @@ STORE_PIPELINE_SETTING = (
     "INSERT INTO pipeline_settings VALUES (%s, %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
-NEWEST_PAGE_VIEW_EPOCH = "SELECT extract(epoch FROM max(event_time)) FROM fact_page_views"
+# Found through the hour rollups' primary key: a max() over the facts would read every
+# partition (their BRIN indexes cannot answer it).
+NEWEST_PAGE_VIEW_EPOCH = """SELECT extract(epoch FROM max(f.event_time)) FROM fact_page_views f
+WHERE f.event_time >= (SELECT max(bucket) FROM agg_page_views_hour WHERE dimension = 'total')"""

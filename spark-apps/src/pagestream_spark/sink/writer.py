@@ -18,6 +18,7 @@ from pagestream_spark.sink.dimensions import (
     upsert_dimensions,
 )
 from pagestream_spark.sink.ledger import BatchCounts, BatchLedger, register_event_ids
+from pagestream_spark.sink.partitions import DayPartitions
 from pagestream_spark.sink.plan import (
     BatchWrites,
     SplitBatch,
@@ -82,6 +83,8 @@ class PostgresSink:
     connection: PostgresConnection
     ledger: BatchLedger
     options: ProcessingOptions
+    # The days whose partitions exist; retention (on its own thread) forgets those it drops.
+    partitions: DayPartitions = field(default_factory=DayPartitions)
     _dimension_keys: DimensionKeyCache = field(
         default_factory=DimensionKeyCache, init=False, repr=False
     )
@@ -95,6 +98,9 @@ class PostgresSink:
         """Write one batch in one transaction; None if this batch was committed before."""
         timer = _StepTimer()
         split = split_batch(rows)
+        timer.lap("split")
+        self.partitions.ensure(self.connection, batch_id, split.event_days())
+        timer.lap("partitions")
         written = self.connection.run(
             batch_id, lambda cur: self._write(cur, batch_id, split, timer)
         )
@@ -123,7 +129,7 @@ class PostgresSink:
         self.ledger.lock(cur)
         if self.ledger.is_committed(cur, batch_id):
             return None
-        timer.lap("split")
+        timer.lap("lock")
         seen_before = register_event_ids(cur, split)
         timer.lap("event_ids")
         writes = plan_writes(split, seen_before, bot_filtering=self.options.bot_filtering)

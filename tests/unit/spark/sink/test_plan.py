@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from pagestream_spark.enrich.product_page import product_page
 from pagestream_spark.sink import plan
 from pagestream_spark.sink.plan import StoredPage, page_view_rollups, split_first_occurrences
-from pagestream_spark.sink.schema import PRODUCT_STAGE_COLUMNS
+from pagestream_spark.sink.schema import PRODUCT_STAGE_COLUMNS, ROLLUP_DIMENSIONS
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # an hour boundary
 
@@ -26,6 +26,11 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
             "referrer_medium": ["direct"] * 5,
             "browser": ["Firefox", "Chrome", "Firefox", "Firefox", "Firefox"],
             "os": ["Linux"] * 5,
+            "device_class": ["desktop"] * 4 + ["mobile"],
+            "referrer_domain": [None, "google.com", None, "google.com", None],
+            "utm_source_n": [None, "news", None, None, None],
+            "utm_medium_n": [None, "email", None, None, None],
+            "utm_campaign": [None, "winter", None, None, None],
         }
     )
     rows = {
@@ -43,9 +48,16 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
     assert rows[("hour", start + hour, "store", "t")] == 1
     assert rows[("hour", start, "browser_os", "Firefox / Linux")] == 3
     assert rows[("hour", start, "country", "DE")] == 1
+    # Composite values: their columns joined by U+001F, a missing one as ''.
+    assert rows[("hour", start, "referrer", "google.com\x1fdirect")] == 2
+    assert rows[("hour", start, "referrer", "\x1fdirect")] == 2
+    assert rows[("hour", start, "country_store", "FR\x1fs")] == 3
+    assert rows[("minute", start, "campaign", "news\x1femail\x1fwinter")] == 1
+    assert rows[("minute", start, "campaign", "\x1f\x1f")] == 1
+    assert rows[("hour", start + hour, "device_class", "mobile")] == 1
     # Every grain and dimension sums to the number of page views.
     for grain in ("minute", "hour"):
-        for dimension in ("total", "product", "store", "country", "referrer_medium", "browser_os"):
+        for dimension in ROLLUP_DIMENSIONS:
             total = sum(v for (g, _, d, _), v in rows.items() if (g, d) == (grain, dimension))
             assert total == page_views.num_rows, (grain, dimension)
 
@@ -57,11 +69,33 @@ def test_first_occurrence_of_an_id_is_kept_and_later_ones_are_duplicates() -> No
             "kafka_partition": pa.array([0, 0, 1, 0], pa.int32()),
             "kafka_offset": [1, 2, 3, 4],
             "event_id": ["a", "b", "a", "a"],
+            "event_epoch": [T0, T0 + 1, T0 + 2, T0 + 3],
         }
     )
     firsts, later = split_first_occurrences(events)
     assert firsts.column("kafka_offset").to_pylist() == [1, 2]
     assert later.column("kafka_offset").to_pylist() == [3, 4]
+
+
+def test_the_same_id_on_another_utc_day_is_another_event() -> None:
+    """The dedup key is (id, UTC day): a retry carries the same time_stamp, so the same day;
+    an id reused with a time_stamp on another day is a new event (docs/streaming-job.md)."""
+    day = 86_400
+    midnight = T0 - T0 % day
+    events = pa.table(
+        {
+            "kafka_topic": ["t"] * 4,
+            "kafka_partition": pa.array([0, 0, 0, 0], pa.int32()),
+            "kafka_offset": [1, 2, 3, 4],
+            "event_id": ["a", "a", "a", "a"],
+            # Same day twice (a second apart, across no midnight), then the next day, then the
+            # last second of the first day.
+            "event_epoch": [midnight + 5, midnight + 6, midnight + day, midnight + day - 1],
+        }
+    )
+    firsts, later = split_first_occurrences(events)
+    assert firsts.column("kafka_offset").to_pylist() == [1, 3]
+    assert later.column("kafka_offset").to_pylist() == [2, 4]
 
 
 def _page_views(rows: list[tuple[int, str | None, int]], bot: bool = False) -> pa.Table:
