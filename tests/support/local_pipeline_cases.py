@@ -111,6 +111,18 @@ INVALID: dict[str, tuple[Edit, str]] = {
         _set("spec.postgres.tls", {"mode": "allow"}),
         "spec.postgres.tls.mode",
     ),
+    # Retention: whole days of at least 1 or Forever (an int-or-string), rollups at least as
+    # long as events.
+    "retention-zero-days": (_set("spec.retention", {"events": 0}), "spec.retention.events"),
+    "retention-forever-misspelt": (
+        _set("spec.retention", {"rollups": "forever"}),
+        "spec.retention.rollups",
+    ),
+    "retention-wrong-type": (_set("spec.retention", {"events": True}), "spec.retention.events"),
+    "retention-rollups-before-events": (
+        _set("spec.retention", {"events": "Forever", "rollups": 730}),
+        "spec.retention.rollups",
+    ),
 }
 
 

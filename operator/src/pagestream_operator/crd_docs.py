@@ -27,6 +27,8 @@ def _one_line(text: str) -> str:
 
 
 def _type(prop: dict[str, Any]) -> str:
+    if prop.get("x-kubernetes-int-or-string") and "type" not in prop:
+        return "integer or string"
     kind = prop.get("type", "object")
     if kind == "array":
         return f"[]{_type(prop.get('items', {}))}"

@@ -209,6 +209,8 @@ def job_config(inp: RenderInput) -> JobConfig:
         hash_email=spec.processing.pii.hash_email,
         metrics_port=spec.monitoring.metrics_port,
         report_timezone=spec.processing.report_timezone,
+        retention_days=spec.retention.retention_days(),
+        rollup_retention_days=spec.retention.rollup_retention_days(),
     )
 
 

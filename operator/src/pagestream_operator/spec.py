@@ -13,9 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "pagestream.dev"
@@ -459,6 +466,65 @@ class MonitoringSpec(_Model):
     dashboards: Annotated[bool, IGNORE] = False
 
 
+# --- retention -------------------------------------------------------------------------------
+
+FOREVER: Literal["Forever"] = "Forever"
+# What each of spec.retention's fields accepts; the CRD's CEL messages say the same after the
+# field's name (the API server checks them, parse_spec repeats them).
+RETENTION_DAYS_MESSAGE = (
+    "must be a whole number of days of at least 1 (e.g. 90, unquoted) or the string Forever"
+)
+RETENTION_ROLLUPS_MESSAGE = (
+    "spec.retention.rollups: must be at least spec.retention.events, and Forever when events "
+    "is Forever: hour rollups count the events, so they cannot be dropped before them"
+)
+
+
+def _days_or_forever(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # One message for both members of the union (pydantic would report one error per member).
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(RETENTION_DAYS_MESSAGE) from None
+
+
+# Strict: the CRD (x-kubernetes-int-or-string) refuses "90" and true, so the model does too.
+RetentionDays = Annotated[
+    Annotated[int, Field(strict=True, ge=1)] | Literal["Forever"],
+    WrapValidator(_days_or_forever),
+]
+
+
+def _job_days(days: int | Literal["Forever"]) -> int:
+    return days if isinstance(days, int) else 0
+
+
+class RetentionSpec(_Model):
+    """How long the job keeps what it writes, in whole UTC days (JobConfig.retention_days and
+    rollup_retention_days, where 0 is Forever)."""
+
+    # Facts, event ids and minute rollups; older events are dead-lettered as past_retention.
+    events: RetentionDays = 90
+    # Hour rollups and visitor days; at least as long as events.
+    rollups: RetentionDays = 730
+
+    def retention_days(self) -> int:
+        """JobConfig.retention_days: days of facts, event ids and minute rollups, 0 for Forever."""
+        return _job_days(self.events)
+
+    def rollup_retention_days(self) -> int:
+        """JobConfig.rollup_retention_days: days of hour rollups and visitor days, 0 for Forever."""
+        return _job_days(self.rollups)
+
+    def problems(self) -> list[str]:
+        """The CRD's CEL rule across spec.retention's fields, checked again."""
+        if isinstance(self.rollups, int) and (
+            not isinstance(self.events, int) or self.rollups < self.events
+        ):
+            return [RETENTION_ROLLUPS_MESSAGE]
+        return []
+
+
 # Spark settings the operator sets itself (render.OPERATOR_SPARK_CONF puts the job's jars on the
 # classpath); spec.spark.conf may not set them, nor any spark.kubernetes.* key.
 RESERVED_SPARK_CONF = frozenset(
@@ -471,6 +537,9 @@ class PipelineSpec(_Model):
     postgres: PostgresSpec
     spark: SparkSpec
     processing: ProcessingSpec = ProcessingSpec()
+    # How long the job keeps what it writes; the job reads it at start, so a change restarts
+    # it, with its checkpoint.
+    retention: Annotated[RetentionSpec, RESTART] = RetentionSpec()
     checkpoint: CheckpointSpec
     lifecycle: LifecycleSpec = LifecycleSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
@@ -515,6 +584,7 @@ class PipelineSpec(_Model):
         if reserved:
             found.append(f"spec.spark.conf: {', '.join(sorted(reserved))} are set by the operator")
         found += self.spark.pods.problems()
+        found += self.retention.problems()
         return found
 
 
@@ -526,7 +596,9 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         messages = []
         for err in exc.errors():
             where = ".".join(str(p) for p in ("spec", *err["loc"]))
-            messages.append(f"{where}: {err['msg']}")
+            # A validator's ValueError in its own words, without pydantic's "Value error, ".
+            error = err.get("ctx", {}).get("error") if err["type"] == "value_error" else None
+            messages.append(f"{where}: {error if error is not None else err['msg']}")
         raise SpecError("; ".join(messages)) from exc
     problems = spec.problems()
     if problems:

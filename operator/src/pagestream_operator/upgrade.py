@@ -6,7 +6,8 @@ annotation; unmarked fields are *upgrade*), and :data:`SPEC_DIFF` collects them 
 - *upgrade*: the job restarts with the change (its arguments, image, resources, the restart
   nonce...); ``upgradeMode`` decides whether the restarted job keeps its checkpoint;
 - *restart*: the job restarts with its checkpoint, whatever ``upgradeMode`` says: the executor
-  count (spark-operator resubmits the application; it cannot rescale a running one);
+  count (spark-operator resubmits the application; it cannot rescale a running one), the
+  retention horizons, the TLS settings and the reader role;
 - *ignore*: the job is untouched: ``lifecycle.state`` (suspend keeps the checkpoint by
   definition), ``lifecycle.upgradeMode``, the managed topic's settings (they change the
   KafkaTopic) and the monitoring objects.

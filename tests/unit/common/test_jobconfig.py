@@ -57,6 +57,8 @@ def _every_field_off_its_default() -> JobConfig:
         hash_email=False,
         metrics_port=9200,
         report_timezone="Europe/Paris",
+        retention_days=30,
+        rollup_retention_days=365,
     )
 
 
@@ -111,6 +113,60 @@ def test_tls_settings_that_fit_are_kept() -> None:
     for mode in ("verify-ca", "verify-full"):
         config = dataclasses.replace(DEFAULTS, postgres_sslmode=mode, postgres_ssl_root_cert="/c")
         assert config.postgres_ssl_root_cert == "/c"
+
+
+# --- retention: days, 0 for forever, rollups at least as long as events ----------------------
+
+
+def test_retention_defaults_to_90_days_of_events_and_730_of_rollups() -> None:
+    assert (DEFAULTS.retention_days, DEFAULTS.rollup_retention_days) == (90, 730)
+    args = DEFAULTS.to_args()
+    assert args[args.index("--retention-days") + 1] == "90"
+    assert args[args.index("--rollup-retention-days") + 1] == "730"
+
+
+@pytest.mark.parametrize(
+    ("events", "rollups"),
+    [(0, 0), (90, 0), (30, 30), (1, 2), (90, 730)],
+    ids=["both-forever", "rollups-forever", "equal", "shortest", "defaults"],
+)
+def test_retention_that_keeps_rollups_at_least_as_long_is_kept(events: int, rollups: int) -> None:
+    config = dataclasses.replace(DEFAULTS, retention_days=events, rollup_retention_days=rollups)
+    assert (config.retention_days, config.rollup_retention_days) == (events, rollups)
+    assert JobConfig.from_args(config.to_args()) == config
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"retention_days": -1}, "--retention-days must be a number of days, or 0 for forever"),
+        (
+            {"rollup_retention_days": -3},
+            "--rollup-retention-days must be a number of days, or 0 for forever",
+        ),
+        (
+            {"retention_days": 90, "rollup_retention_days": 30},
+            "--rollup-retention-days must be at least --retention-days",
+        ),
+        (
+            {"retention_days": 0, "rollup_retention_days": 730},
+            "--rollup-retention-days must be at least --retention-days",
+        ),
+    ],
+    ids=["negative-events", "negative-rollups", "rollups-shorter", "rollups-finite-events-forever"],
+)
+def test_retention_that_is_negative_or_drops_rollups_first_is_refused(
+    changes: dict[str, int], words: str
+) -> None:
+    with pytest.raises(JobConfigError, match=words):
+        dataclasses.replace(DEFAULTS, **changes)
+    # The job refuses the same values on its command line.
+    args = dataclasses.replace(DEFAULTS, retention_days=0, rollup_retention_days=0).to_args()
+    for name, value in changes.items():
+        flag = "--" + name.replace("_", "-")
+        args[args.index(flag) + 1] = str(value)
+    with pytest.raises(JobConfigError, match=words):
+        JobConfig.from_args(args)
 
 
 # --- secrets: the PII key is required -------------------------------------------------------

@@ -54,6 +54,25 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _int_or_string(annotation: Any) -> bool:
+    """Whether the annotation is what x-kubernetes-int-or-string holds: a union of int and
+    strings (str or string Literals), each member possibly Annotated."""
+    union = _without_none(annotation)
+    if not (isinstance(union, types.UnionType) or typing.get_origin(union) is typing.Union):
+        return False
+    kinds = set()
+    for member in typing.get_args(union):
+        member = _without_none(member)
+        literal = typing.get_args(member) if typing.get_origin(member) is typing.Literal else ()
+        if member is int:
+            kinds.add("integer")
+        elif member is str or (literal and all(isinstance(v, str) for v in literal)):
+            kinds.add("string")
+        else:
+            return False
+    return kinds == {"integer", "string"}
+
+
 def _openapi_type(annotation: Any) -> str | None:
     """The CRD type a field of this annotation must have; None when it cannot be told."""
     candidate = _without_none(annotation)
@@ -79,6 +98,11 @@ def _forbidden(prop: dict[str, Any]) -> bool:
 
 def _compare_field(prop: dict[str, Any], field: FieldInfo, where: str) -> list[str]:
     problems = []
+    if bool(prop.get("x-kubernetes-int-or-string")) != _int_or_string(field.annotation):
+        problems.append(
+            f"{where}: x-kubernetes-int-or-string in CRD={bool(prop.get('x-kubernetes-int-or-string'))}"
+            f", model an int-or-string union={_int_or_string(field.annotation)}"
+        )
     expected = _openapi_type(field.annotation)
     if expected is not None and prop.get("type") != expected:
         problems.append(f"{where}: CRD type {prop.get('type')!r}, model {expected!r}")
@@ -109,8 +133,8 @@ def _compare_field(prop: dict[str, Any], field: FieldInfo, where: str) -> list[s
 
 def compare(schema: dict[str, Any], model: type[BaseModel], path: str) -> list[str]:
     """Every difference between ``schema`` (an object's schema in the CRD) and ``model``: field
-    names, required fields, types, defaults, enums, and the same for nested objects and
-    arrays of objects."""
+    names, required fields, types (int-or-string too), defaults, enums, and the same for nested
+    objects and arrays of objects."""
     props = {k: v for k, v in schema["properties"].items() if not _forbidden(v)}
     fields = {(f.alias or name): f for name, f in model.model_fields.items()}
     if set(props) != set(fields):

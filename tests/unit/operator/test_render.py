@@ -380,3 +380,32 @@ def test_monitor_auto_is_a_pod_monitor_where_the_cluster_serves_them() -> None:
         for on_cluster in (False, True):
             given = dataclasses.replace(inp, spec=spec, pod_monitors_served=on_cluster)
             assert monitor_kind(given) is explicit
+
+
+@pytest.mark.parametrize(
+    ("retention", "days"),
+    [
+        (None, ("90", "730")),
+        ({"events": 30}, ("30", "730")),
+        ({"events": 14, "rollups": 365}, ("14", "365")),
+        ({"events": 30, "rollups": "Forever"}, ("30", "0")),
+        ({"events": "Forever", "rollups": "Forever"}, ("0", "0")),
+    ],
+    ids=["defaults", "events", "both", "rollups-forever", "forever"],
+)
+def test_retention_renders_the_jobs_day_counts_with_0_for_forever(
+    retention: dict[str, Any] | None, days: tuple[str, str]
+) -> None:
+    raw = minimal_spec() if retention is None else minimal_spec(retention=retention)
+    inp = RenderInput("views", "ns", parse_spec(raw), checkpoint_epoch=1)
+    config = job_config(inp)
+    assert (str(config.retention_days), str(config.rollup_retention_days)) == days
+    args = render_spark_application(inp)["spec"]["arguments"]
+    assert args[args.index("--retention-days") + 1] == days[0]
+    assert args[args.index("--rollup-retention-days") + 1] == days[1]
+    assert args.count("--retention-days") == args.count("--rollup-retention-days") == 1
+
+
+def test_the_full_case_keeps_events_30_days_and_rollups_forever() -> None:
+    config = job_config(case("full"))
+    assert (config.retention_days, config.rollup_retention_days) == (30, 0)

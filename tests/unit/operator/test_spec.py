@@ -14,7 +14,7 @@ import yaml
 from crd_models import CRD_FILE, compare, crd_schema
 from operator_cases import MINIMAL_SPEC
 
-from pagestream.local.crd_schema import InvalidResource
+from pagestream.local.crd_schema import CEL_SKIPPED, InvalidResource
 from pagestream.local.crd_schema import validate as crd_validate
 from pagestream_operator import spec as spec_module
 from pagestream_operator.spec import PipelineSpec, SpecError, parse_spec
@@ -89,6 +89,9 @@ def test_a_minimal_spec_parses_with_the_crd_defaults() -> None:
         ({"spark__driver": {"cores": -1}}, "spec.spark.driver.cores"),
         ({"lifecycle": {"state": "paused"}}, "spec.lifecycle.state"),
         ({"spark__executor": {"memory": "lots"}}, "spec.spark.executor.memory"),
+        ({"retention": {"events": 0}}, "spec.retention.events"),
+        ({"retention": {"rollups": "forever"}}, "spec.retention.rollups"),
+        ({"retention": {"events": 100, "rollups": 99}}, "spec.retention.rollups"),
     ],
 )
 def test_invalid_specs_are_rejected_naming_the_field(changes: dict[str, Any], message: str) -> None:
@@ -271,6 +274,108 @@ def test_a_toleration_of_every_taint_is_accepted() -> None:
     assert parse_spec(raw).spark.pods.tolerations[0].key is None
 
 
+# --- retention: whole days of at least 1, or Forever; rollups at least as long as events -------
+
+
+def test_retention_defaults_to_90_days_of_events_and_730_of_rollups() -> None:
+    spec = parse_spec(MINIMAL_SPEC)
+    assert (spec.retention.events, spec.retention.rollups) == (90, 730)
+    assert (spec.retention.retention_days(), spec.retention.rollup_retention_days()) == (90, 730)
+    # The API server stores the same defaults in a pipeline written without the section.
+    assert crd_validate(_resource(_with()), CRD_FILE)["spec"]["retention"] == {
+        "events": 90,
+        "rollups": 730,
+    }
+    assert parse_spec(_with(retention={"events": 30})).retention.rollups == 730
+
+
+# (spec.retention as written, JobConfig's retention_days and rollup_retention_days)
+VALID_RETENTION: list[tuple[dict[str, Any], tuple[int, int]]] = [
+    ({"events": "Forever", "rollups": "Forever"}, (0, 0)),
+    ({"events": 30, "rollups": "Forever"}, (30, 0)),
+    ({"events": 1, "rollups": 1}, (1, 1)),
+    ({"events": 400, "rollups": 400}, (400, 400)),
+    ({"events": 7, "rollups": 3650}, (7, 3650)),
+    ({"rollups": "Forever"}, (90, 0)),
+    ({"events": 730}, (730, 730)),
+]
+
+
+@pytest.mark.parametrize(("retention", "days"), VALID_RETENTION, ids=lambda v: str(v))
+def test_retention_in_days_or_forever_is_accepted_by_the_crd_and_the_model(
+    retention: dict[str, Any], days: tuple[int, int]
+) -> None:
+    raw = _with(retention=retention)
+    assert _crd_errors(raw) == []
+    kept = parse_spec(raw).retention
+    assert (kept.retention_days(), kept.rollup_retention_days()) == days
+    for field in ("events", "rollups"):
+        if field in retention:
+            assert getattr(kept, field) == retention[field]
+
+
+BAD_DAYS: list[Any] = [0, -3, "90d", "forever ", "forever", "FOREVER", "90", "", "Forever "]
+
+
+@pytest.mark.parametrize("field", ["events", "rollups"])
+@pytest.mark.parametrize("value", BAD_DAYS, ids=repr)
+def test_retention_that_is_no_day_count_nor_forever_is_refused_naming_the_field(
+    field: str, value: Any
+) -> None:
+    # The other field Forever: only the value under test can be wrong.
+    other = "rollups" if field == "events" else "events"
+    raw = _with(retention={field: value, other: "Forever"})
+    where = f"spec.retention.{field}"
+    message = f"{where}: {spec_module.RETENTION_DAYS_MESSAGE}"
+    assert _crd_errors(raw) == [f'{where}: Invalid value: "object": {message}']
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(True, "boolean"), (1.5, "number"), ({"days": 90}, "object"), ([90], "array")],
+    ids=repr,
+)
+def test_retention_of_another_type_is_refused_by_type_naming_the_field(
+    value: Any, kind: str
+) -> None:
+    raw = _with(retention={"events": value})
+    # As kube-apiserver words it: an int-or-string is checked against both types.
+    assert _crd_errors(raw) == [
+        f'spec.retention.events: Invalid value: "{kind}": spec.retention.events in body must '
+        f'be of type integer,string: "{kind}"',
+        f"<nil>: Invalid value: null: {CEL_SKIPPED}",
+    ]
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    assert str(info.value) == f"spec.retention.events: {spec_module.RETENTION_DAYS_MESSAGE}"
+
+
+@pytest.mark.parametrize(
+    "retention",
+    [
+        {"events": 100, "rollups": 99},
+        {"events": 731},
+        {"events": "Forever", "rollups": 36500},
+        {"events": "Forever"},
+    ],
+    ids=str,
+)
+def test_rollups_kept_less_long_than_events_are_refused_naming_rollups(
+    retention: dict[str, Any],
+) -> None:
+    raw = _with(retention=retention)
+    message = spec_module.RETENTION_ROLLUPS_MESSAGE
+    assert message.startswith("spec.retention.rollups: ")
+    assert "hour rollups count the events" in message
+    assert _crd_errors(raw) == [f'spec.retention.rollups: Invalid value: "object": {message}']
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    assert str(info.value) == message
+
+
 def test_the_crd_and_the_model_give_the_same_messages() -> None:
     """problems() repeats the CRD's CEL messages word for word (adding the offending keys)."""
     rules = {}
@@ -292,6 +397,9 @@ def test_the_crd_and_the_model_give_the_same_messages() -> None:
     ]:
         assert f"{field}: {text}" in messages, text
     assert spec_module.HASH_KEY_REQUIRED_MESSAGE in messages
+    for field in ("spec.retention.events", "spec.retention.rollups"):
+        assert f"{field}: {spec_module.RETENTION_DAYS_MESSAGE}" in messages
+    assert spec_module.RETENTION_ROLLUPS_MESSAGE in messages
     # The reserved keys the model checks are the ones the CEL rules list.
     labels_rule = next(r for r in rules if "spark-role" in r)
     for key in spec_module.RESERVED_LABELS:

@@ -125,6 +125,38 @@ def test_a_value_an_older_crd_defaulted_keeps_the_fingerprint() -> None:
     assert upgrade_fingerprint(tls) != upgrade_fingerprint(unset)
 
 
+def test_retention_is_a_restart_and_leaves_every_fingerprint_as_it_was() -> None:
+    """spec.retention came with defaults the API server now stores in every pipeline: neither
+    that nor a change of it moves the fingerprint (a change restarts the job with its
+    checkpoint, whatever upgradeMode says, as the executor count does)."""
+    assert diff_type("retention.events") is DiffType.RESTART
+    assert diff_type("retention.rollups") is DiffType.RESTART
+    base = upgrade_fingerprint(spec())
+    assert base == "0e031c8a51a4aa1d"  # as before the field existed
+    assert upgrade_fingerprint(spec(retention={"events": 90, "rollups": 730})) == base
+    assert upgrade_fingerprint(spec(retention={"events": 7, "rollups": "Forever"})) == base
+    stateless = {"upgradeMode": "stateless"}
+    record = CheckpointRecord(
+        epoch=1, spec_fingerprint=upgrade_fingerprint(spec(lifecycle=stateless))
+    )
+    changed = spec(retention={"events": 30}, lifecycle=stateless)
+    plan = plan_deploy(changed, generation=2, recorded=record)
+    assert plan.checkpoint == record and not plan.is_upgrade  # the stateless job keeps its state
+    assert describe_changes(spec(), changed) == (
+        "retention.events (restart), lifecycle.upgradeMode (ignore)"
+    )
+
+
+def test_a_spec_recorded_before_retention_existed_reads_with_its_defaults() -> None:
+    """status.lastReconciledSpec written by an older operator has no retention: it parses, and
+    the defaults the API server now fills in are no change."""
+    recorded = json.loads(reconciled_spec(spec()))
+    del recorded["retention"]
+    before = last_reconciled_spec({"lastReconciledSpec": json.dumps(recorded)})
+    assert before is not None
+    assert changed_fields(before, spec(retention={"events": 90, "rollups": 730})) == []
+
+
 def _crd_field(path: str) -> dict[str, Any] | None:
     node = crd_schema()["properties"]["spec"]
     for part in path.split("."):

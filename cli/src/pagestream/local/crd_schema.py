@@ -103,6 +103,11 @@ def apply_defaults(value: Any, schema: dict[str, Any]) -> None:
 
 def _structural(value: Any, schema: dict[str, Any], path: str, out: list[FieldError]) -> None:
     wanted = schema.get("type")
+    # x-kubernetes-int-or-string: the server checks the value against both types, and names
+    # them "integer,string" in its message.
+    int_or_string = not wanted and schema.get("x-kubernetes-int-or-string") is True
+    if int_or_string:
+        wanted = "integer,string"
     if value is None:
         if not schema.get("nullable"):
             out.append(
@@ -113,7 +118,11 @@ def _structural(value: Any, schema: dict[str, Any], path: str, out: list[FieldEr
                 )
             )
         return
-    if wanted and not _type_ok(value, wanted):
+    if int_or_string:
+        ok = _type_ok(value, "integer") or _type_ok(value, "string")
+    else:
+        ok = not wanted or _type_ok(value, wanted)
+    if not ok:
         actual = json_type_name(value, integer=True)
         out.append(
             FieldError(
@@ -212,12 +221,21 @@ def _compiled(rule: str) -> celpy.Runner:
     return env.program(env.compile(rule))
 
 
+def _cel_go_error(exc: Exception) -> str:
+    """cel-go's text for a celpy evaluation error: ``no such key: name`` for a missing field,
+    celpy's own text otherwise."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    missing = re.fullmatch(r"no such member in mapping: '(.*)'", text)
+    return f"no such key: {missing.group(1)}" if missing else text
+
+
 def _cel(value: Any, schema: dict[str, Any], path: str, out: list[FieldError]) -> None:
     """Rules are checked bottom-up per node, as the server's CEL validator walks the object."""
     import celpy
 
-    # Imported from where it is defined: celpy's __init__ re-exports it only implicitly.
+    # Imported from where they are defined: celpy's __init__ re-exports them only implicitly.
     from celpy.adapter import json_to_cel
+    from celpy.evaluation import CELEvalError
 
     if isinstance(value, dict):
         props = schema.get("properties", {})
@@ -225,11 +243,23 @@ def _cel(value: Any, schema: dict[str, Any], path: str, out: list[FieldError]) -
             if key in props:
                 _cel(sub_value, props[key], f"{path}.{key}" if path else key, out)
     for rule in schema.get("x-kubernetes-validations", []):
-        result = _compiled(rule["rule"]).evaluate({"self": json_to_cel(value)})
+        message = " ".join(str(rule.get("message", f"failed rule: {rule['rule']}")).split())
+        try:
+            result = _compiled(rule["rule"]).evaluate({"self": json_to_cel(value)})
+        except CELEvalError as exc:
+            # The server reports a rule that cannot be evaluated (a field it reads is absent)
+            # on the rule's node, not its fieldPath, in cel-go's words where they are known.
+            out.append(
+                FieldError(
+                    path or "<nil>",
+                    f'Invalid value: "{schema.get("type", "object")}": '
+                    f"{_cel_go_error(exc)} evaluating rule: {message}",
+                )
+            )
+            continue
         # A Python bool or CEL's BoolType, true (celpy declares its results CEL types only).
         if isinstance(result, bool | celpy.celtypes.BoolType) and bool(result):
             continue
-        message = " ".join(str(rule.get("message", f"failed rule: {rule['rule']}")).split())
         # Go prints an empty field path (a rule on the root) as <nil>.
         field = (path + rule.get("fieldPath", "")).lstrip(".") or "<nil>"
         reason = rule.get("reason", "FieldValueInvalid")
@@ -244,13 +274,14 @@ def _cel(value: Any, schema: dict[str, Any], path: str, out: list[FieldError]) -
 
 
 def default_errors(schema: dict[str, Any], path: str = "") -> list[FieldError]:
-    """What kube-apiserver refuses a CRD for in its defaults: each default, with the defaults
-    beneath it applied, must pass the schema it stands in, its CEL rules included (a rule on an
-    object that defaults to ``{}`` must hold for ``{}``). Empty when the CRD may be installed."""
+    """What kube-apiserver refuses a CRD for in its defaults: each default, as it is written,
+    must pass the schema it stands in, its CEL rules included (a rule on an object that
+    defaults to ``{}`` must hold for ``{}``). The defaults beneath it are not applied first:
+    the server checks ``{}`` itself, so a rule reading a field that has a default of its own
+    must still guard it with ``has()``. Empty when the CRD may be installed."""
     out: list[FieldError] = []
     if "default" in schema:
         value = copy.deepcopy(schema["default"])
-        apply_defaults(value, schema)
         found: list[FieldError] = []
         _structural(value, schema, path, found)
         if not any(e.kind in _BLOCKING for e in found):
