@@ -354,6 +354,48 @@ def test_realtime_panel_counts_the_fresh_page_views(running: Running) -> None:
     assert sum(views for _, views in rows) >= 50
 
 
+# Panels that read rollups, and the same numbers counted from the facts.
+_IN_RANGE = "f.event_time >= %s AND f.event_time < %s"
+FROM_FACTS = {
+    "Top referrer domains": f"""SELECT r.domain, r.medium, count(*) FROM fact_page_views f
+        JOIN dim_referrer r USING (referrer_key) WHERE r.domain <> '' AND {_IN_RANGE} GROUP BY 1, 2""",
+    "Campaigns": f"""SELECT c.source, c.medium, c.name, count(*) FROM fact_page_views f
+        JOIN dim_campaign c USING (campaign_key) WHERE c.name <> '' AND {_IN_RANGE} GROUP BY 1, 2, 3""",
+    "Device classes": f"""SELECT u.device_class, count(*) FROM fact_page_views f
+        JOIN dim_user_agent u USING (user_agent_key) WHERE {_IN_RANGE} GROUP BY 1""",
+    "Stores": f"""SELECT s.store_id, count(*) FROM fact_page_views f
+        JOIN dim_store s USING (store_key) WHERE {_IN_RANGE} GROUP BY 1""",
+}
+
+
+@pytest.mark.parametrize("title", sorted(FROM_FACTS))
+@pytest.mark.parametrize("long_range", [False, True], ids=["last-3-hours", "4-days"])
+def test_rollup_panels_equal_the_facts(running: Running, title: str, long_range: bool) -> None:
+    """Over a range starting and ending on bucket boundaries, the counts the facts of that
+    range give: the last 3 whole hours (minute or hour rollups, as the panel's dimension has
+    them) and 4 whole days holding every stored page view (day rollups)."""
+    (sql,) = [s for t, s in SQL_CASES if t == title]
+    ((oldest, newest),) = running.run.query(
+        "SELECT min(event_time), max(event_time) FROM fact_page_views"
+    )
+    if long_range:
+        start = oldest.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + dt.timedelta(days=4)
+        assert newest < end, "the dataset spans more than 4 days"
+    else:
+        end = newest.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+        start = end - dt.timedelta(hours=3)
+    # $__timeFilter is BETWEEN: end a second early so the bucket starting at `end` is out.
+    query = expand_sql(sql, running.run.schema, start, end - dt.timedelta(seconds=1))
+    panel = {tuple(row[:-1]): int(row[-1]) for row in running.run.query(query)}
+    facts = {
+        tuple(row[:-1]): int(row[-1]) for row in running.run.query(FROM_FACTS[title], (start, end))
+    }
+    top = sorted(facts.items(), key=lambda kv: -kv[1])[: len(panel)]
+    assert panel and sum(panel.values()) == sum(v for _, v in top)
+    assert all(facts[key] == views for key, views in panel.items())
+
+
 def test_the_schema_variable_lists_the_pipelines_the_role_may_read(running: Running) -> None:
     """A closed list: of the pipelines in the database, the ones the role may read."""
     data = json.loads((DASHBOARDS / "page-analytics.json").read_text())

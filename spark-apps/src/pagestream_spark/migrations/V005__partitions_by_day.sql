@@ -97,9 +97,13 @@ CREATE TABLE bot_events (
 ) PARTITION BY RANGE (event_time);
 
 -- Rollup dimensions: 'referrer' is domain U+001F medium, 'country_store' country code U+001F
--- store id, 'campaign' source U+001F medium U+001F name; the rest as in V001.
+-- store id, 'campaign' source U+001F medium U+001F name; the rest as in V001. Every dimension
+-- per UTC day and per hour; per minute only the few-valued ones (total, store, country,
+-- referrer_medium, browser_os, device_class): a product per minute has about one view per row,
+-- which cost as much disk as the facts. The day grain lets a month-long range read a few rows
+-- per value instead of 24 per day.
 CREATE TABLE agg_page_views (
-    grain     text NOT NULL CHECK (grain IN ('minute', 'hour')),
+    grain     text NOT NULL CHECK (grain IN ('minute', 'hour', 'day')),
     bucket    timestamptz NOT NULL,
     dimension text NOT NULL CHECK (dimension IN ('total', 'product', 'store', 'country',
         'referrer_medium', 'browser_os', 'referrer', 'country_store', 'campaign', 'device_class')),
@@ -110,6 +114,8 @@ CREATE TABLE agg_page_views (
 CREATE TABLE agg_page_views_minute PARTITION OF agg_page_views FOR VALUES IN ('minute')
     PARTITION BY RANGE (bucket);
 CREATE TABLE agg_page_views_hour PARTITION OF agg_page_views FOR VALUES IN ('hour')
+    PARTITION BY RANGE (bucket);
+CREATE TABLE agg_page_views_day PARTITION OF agg_page_views FOR VALUES IN ('day')
     PARTITION BY RANGE (bucket);
 
 CREATE TABLE visitor_days (
@@ -133,6 +139,7 @@ INSERT INTO partitioned_tables VALUES
     ('bot_events', 'day', 'timestamptz', 'events'),
     ('agg_page_views_minute', 'day', 'timestamptz', 'events'),
     ('agg_page_views_hour', 'month', 'timestamptz', 'rollups'),
+    ('agg_page_views_day', 'month', 'timestamptz', 'rollups'),
     ('visitor_days', 'month', 'date', 'rollups');
 
 -- Creates the partitions that hold these UTC days in every partitioned table (a missing one,
@@ -229,7 +236,8 @@ INSERT INTO event_ids SELECT event_id, (event_time AT TIME ZONE 'UTC')::date FRO
 INSERT INTO fact_page_views SELECT * FROM fact_page_views_v004;
 INSERT INTO fact_other_events SELECT * FROM fact_other_events_v004;
 INSERT INTO bot_events SELECT * FROM bot_events_v004;
-INSERT INTO agg_page_views SELECT * FROM agg_page_views_v004;
+INSERT INTO agg_page_views SELECT * FROM agg_page_views_v004
+    WHERE grain = 'hour' OR dimension <> 'product';
 INSERT INTO visitor_days SELECT * FROM visitor_days_v004;
 -- The new rollup dimensions, from the facts they count.
 INSERT INTO agg_page_views (grain, bucket, dimension, value, views)
@@ -246,38 +254,120 @@ FROM fact_page_views f
          ('country_store', l.country_code || chr(31) || s.store_id),
          ('campaign', c.source || chr(31) || c.medium || chr(31) || c.name),
          ('device_class', u.device_class)) AS d(dimension, value)
+WHERE g.grain = 'hour' OR d.dimension = 'device_class'
 GROUP BY 1, 2, 3, 4;
+INSERT INTO agg_page_views (grain, bucket, dimension, value, views)
+SELECT 'day', date_trunc('day', bucket, 'UTC'), dimension, value, sum(views)
+FROM agg_page_views WHERE grain = 'hour' GROUP BY 2, 3, 4;
 DROP TABLE event_ids_v004, fact_page_views_v004, fact_other_events_v004, bot_events_v004,
     agg_page_views_v004, visitor_days_v004;
+
+-- The dashboards' health panels filter these by time; both tables grow for as long as the
+-- pipeline runs.
+CREATE INDEX batch_commits_committed_at ON batch_commits (committed_at);
+CREATE INDEX dead_letters_kafka_timestamp ON dead_letters (kafka_timestamp);
 
 -- Events older than the retention are refused as dead letters.
 ALTER TABLE dead_letters DROP CONSTRAINT dead_letters_reason_check;
 ALTER TABLE dead_letters ADD CONSTRAINT dead_letters_reason_check CHECK (reason IN
     ('oversize', 'parse_error', 'schema_violation', 'invalid_timestamp', 'past_retention'));
 
--- Reports from the rollups, over a range of calendar days in a time zone. Hour rollups answer
--- when every day boundary of the range falls on a UTC hour (whole-hour offsets: all but a few
--- zones), minute rollups otherwise; so each bucket lies wholly inside the range and inside one
--- local hour, and the counts equal the facts'. PL/pgSQL so the grain and bounds are known
--- when the query starts and the partitions outside them are pruned.
-CREATE FUNCTION report_rollup(p_dimension text, p_from date, p_to date, p_tz text)
+-- Reports over a range of calendar days in a time zone, from the rollups. When every day
+-- boundary of the range falls on a UTC hour (whole-hour offsets: all zones but a few, such as
+-- Asia/Kolkata), each hour bucket lies wholly inside the range and inside one local hour, so
+-- the counts equal the facts': report_totals reads the UTC days wholly inside the range from
+-- the day rollups and the hours at its edges from the hour rollups; report_by_hour reads the
+-- hour rollups. In the other zones both read the facts of the range's day partitions.
+-- PL/pgSQL so the bounds are known when each query starts and the partitions outside them are
+-- pruned.
+CREATE FUNCTION report_facts(p_dimension text, lo timestamptz, hi timestamptz)
 RETURNS TABLE (bucket timestamptz, value text, views bigint)
-LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT ROWS 10000 AS $$
+BEGIN
+    RETURN QUERY SELECT date_trunc('minute', f.event_time), CASE p_dimension
+            WHEN 'total' THEN ''
+            WHEN 'product' THEN p.product_id
+            WHEN 'store' THEN s.store_id
+            WHEN 'country' THEN l.country_code
+            WHEN 'referrer_medium' THEN r.medium
+            WHEN 'browser_os' THEN u.browser || ' / ' || u.os
+            WHEN 'device_class' THEN u.device_class
+            WHEN 'referrer' THEN r.domain || chr(31) || r.medium
+            WHEN 'country_store' THEN l.country_code || chr(31) || s.store_id
+            WHEN 'campaign' THEN c.source || chr(31) || c.medium || chr(31) || c.name
+        END, count(*)
+        FROM fact_page_views f
+             JOIN dim_product p USING (product_key)
+             JOIN dim_store s USING (store_key)
+             JOIN dim_location l USING (location_key)
+             JOIN dim_referrer r USING (referrer_key)
+             JOIN dim_user_agent u USING (user_agent_key)
+             JOIN dim_campaign c USING (campaign_key)
+        WHERE f.event_time >= lo AND f.event_time < hi
+        GROUP BY 1, 2;
+END
+$$;
+
+CREATE FUNCTION report_whole_hours(p_from date, p_to date, p_tz text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT bool_and(extract(epoch FROM d::timestamp AT TIME ZONE p_tz)::bigint % 3600 = 0)
+    FROM generate_series(p_from, p_to + 1, interval '1 day') AS d
+$$;
+
+CREATE FUNCTION report_totals(p_dimension text, p_from date, p_to date, p_tz text)
+RETURNS TABLE (value text, views bigint)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT ROWS 1000 AS $$
 DECLARE
     lo timestamptz := p_from::timestamp AT TIME ZONE p_tz;
     hi timestamptz := (p_to + 1)::timestamp AT TIME ZONE p_tz;
-    whole_hours boolean;
+    -- The UTC days wholly inside [lo, hi).
+    days_lo timestamptz := date_trunc('day', lo, 'UTC') + CASE WHEN date_trunc('day', lo, 'UTC') < lo THEN interval '1 day' ELSE interval '0' END;
+    days_hi timestamptz := greatest(date_trunc('day', hi, 'UTC'), days_lo);
 BEGIN
-    SELECT bool_and(extract(epoch FROM d::timestamp AT TIME ZONE p_tz)::bigint % 3600 = 0)
-    INTO whole_hours FROM generate_series(p_from, p_to + 1, interval '1 day') AS d;
-    IF whole_hours THEN
-        RETURN QUERY SELECT a.bucket, a.value::text, a.views FROM agg_page_views_hour a
-            WHERE a.dimension = p_dimension AND a.bucket >= lo AND a.bucket < hi;
+    IF report_whole_hours(p_from, p_to, p_tz) THEN
+        RETURN QUERY SELECT x.value COLLATE "default", sum(x.views)::bigint FROM (
+            SELECT a.value, a.views FROM agg_page_views_day a
+            WHERE a.dimension = p_dimension AND a.bucket >= days_lo AND a.bucket < days_hi
+            UNION ALL
+            SELECT a.value, a.views FROM agg_page_views_hour a
+            WHERE a.dimension = p_dimension AND a.bucket >= lo AND a.bucket < days_lo
+            UNION ALL
+            SELECT a.value, a.views FROM agg_page_views_hour a
+            WHERE a.dimension = p_dimension AND a.bucket >= days_hi AND a.bucket < hi) x
+            GROUP BY x.value;
     ELSE
-        RETURN QUERY SELECT a.bucket, a.value::text, a.views FROM agg_page_views_minute a
-            WHERE a.dimension = p_dimension AND a.bucket >= lo AND a.bucket < hi;
+        RETURN QUERY SELECT f.value, sum(f.views)::bigint FROM report_facts(p_dimension, lo, hi) f
+            GROUP BY f.value;
     END IF;
 END
+$$;
+
+CREATE FUNCTION report_by_hour(p_dimension text, p_from date, p_to date, p_tz text)
+RETURNS TABLE (value text, hour integer, views bigint)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT ROWS 10000 AS $$
+DECLARE
+    lo timestamptz := p_from::timestamp AT TIME ZONE p_tz;
+    hi timestamptz := (p_to + 1)::timestamp AT TIME ZONE p_tz;
+BEGIN
+    IF report_whole_hours(p_from, p_to, p_tz) THEN
+        RETURN QUERY SELECT a.value COLLATE "default", extract(hour FROM a.bucket AT TIME ZONE p_tz)::integer,
+                            sum(a.views)::bigint
+            FROM agg_page_views_hour a
+            WHERE a.dimension = p_dimension AND a.bucket >= lo AND a.bucket < hi
+            GROUP BY 1, 2;
+    ELSE
+        RETURN QUERY SELECT f.value, extract(hour FROM f.bucket AT TIME ZONE p_tz)::integer,
+                            sum(f.views)::bigint
+            FROM report_facts(p_dimension, lo, hi) f GROUP BY 1, 2;
+    END IF;
+END
+$$;
+
+-- Unique visitors as before, counted by hashing the distinct devices (count(DISTINCT) sorts
+-- them: over a month of a busy shop, several times slower).
+CREATE OR REPLACE FUNCTION unique_visitors(p_from date, p_to date) RETURNS bigint
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT count(*) FROM (SELECT DISTINCT device_key FROM visitor_days WHERE day BETWEEN p_from AND p_to) d
 $$;
 
 -- [p_from, p_to] defaults to today in the report time zone.
@@ -291,23 +381,24 @@ $$;
 CREATE FUNCTION report_top_products_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (rank bigint, product_id text, product_label text, product_url text, views bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT row_number() OVER (ORDER BY sum(a.views) DESC, a.value), a.value,
-           p.product_label, p.product_url, sum(a.views)::bigint
-    FROM report_range(p_from, p_to, p_tz) r, report_rollup('product', r.range_from, r.range_to, r.tz) a
-         LEFT JOIN dim_product p ON p.product_id = a.value
-    GROUP BY a.value, p.product_label, p.product_url
-    ORDER BY 1 LIMIT 10
+    SELECT row_number() OVER (ORDER BY t.views DESC, t.value), t.value, p.product_label,
+           p.product_url, t.views
+    FROM (SELECT a.value, a.views
+          FROM report_range(p_from, p_to, p_tz) r, report_totals('product', r.range_from, r.range_to, r.tz) a
+          ORDER BY a.views DESC, a.value LIMIT 10) t
+         LEFT JOIN dim_product p ON p.product_id = t.value
+    ORDER BY 1
 $$;
 
 CREATE FUNCTION report_top_countries_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (rank bigint, country_code text, country_name text, views bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT row_number() OVER (ORDER BY sum(a.views) DESC, a.value), a.value,
-           (SELECT min(l.country_name) FROM dim_location l WHERE l.country_code = a.value),
-           sum(a.views)::bigint
-    FROM report_range(p_from, p_to, p_tz) r, report_rollup('country', r.range_from, r.range_to, r.tz) a
-    GROUP BY a.value
-    ORDER BY 1 LIMIT 10
+    SELECT row_number() OVER (ORDER BY t.views DESC, t.value), t.value,
+           (SELECT min(l.country_name) FROM dim_location l WHERE l.country_code = t.value), t.views
+    FROM (SELECT a.value, a.views
+          FROM report_range(p_from, p_to, p_tz) r, report_totals('country', r.range_from, r.range_to, r.tz) a
+          ORDER BY a.views DESC, a.value LIMIT 10) t
+    ORDER BY 1
 $$;
 
 CREATE FUNCTION report_top_referrers_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
@@ -315,7 +406,7 @@ RETURNS TABLE (rank bigint, referrer_domain text, medium text, views bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT row_number() OVER (ORDER BY sum(x.views) DESC, x.domain), x.domain, min(x.medium), sum(x.views)::bigint
     FROM (SELECT split_part(a.value, chr(31), 1) AS domain, split_part(a.value, chr(31), 2) AS medium, a.views
-          FROM report_range(p_from, p_to, p_tz) r, report_rollup('referrer', r.range_from, r.range_to, r.tz) a) x
+          FROM report_range(p_from, p_to, p_tz) r, report_totals('referrer', r.range_from, r.range_to, r.tz) a) x
     WHERE x.domain <> ''
     GROUP BY x.domain
     ORDER BY 1 LIMIT 5
@@ -324,32 +415,27 @@ $$;
 CREATE FUNCTION report_store_performance_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (country_code text, store_id text, views bigint, rank_in_country bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT x.country_code, x.store_id, sum(x.views)::bigint,
-           row_number() OVER (PARTITION BY x.country_code ORDER BY sum(x.views) DESC, x.store_id)
+    SELECT x.country_code, x.store_id, x.views,
+           row_number() OVER (PARTITION BY x.country_code ORDER BY x.views DESC, x.store_id)
     FROM (SELECT split_part(a.value, chr(31), 1) AS country_code, split_part(a.value, chr(31), 2) AS store_id, a.views
-          FROM report_range(p_from, p_to, p_tz) r, report_rollup('country_store', r.range_from, r.range_to, r.tz) a) x
-    GROUP BY x.country_code, x.store_id
-    ORDER BY sum(sum(x.views)) OVER (PARTITION BY x.country_code) DESC, x.country_code, 4
+          FROM report_range(p_from, p_to, p_tz) r, report_totals('country_store', r.range_from, r.range_to, r.tz) a) x
+    ORDER BY sum(x.views) OVER (PARTITION BY x.country_code) DESC, x.country_code, 4
 $$;
 
 CREATE FUNCTION report_hourly_product_views_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (product_id text, product_label text, hour integer, views bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT a.value, p.product_label, extract(hour FROM a.bucket AT TIME ZONE r.tz)::integer,
-           sum(a.views)::bigint
-    FROM report_range(p_from, p_to, p_tz) r, report_rollup('product', r.range_from, r.range_to, r.tz) a
+    SELECT a.value, p.product_label, a.hour, a.views
+    FROM report_range(p_from, p_to, p_tz) r, report_by_hour('product', r.range_from, r.range_to, r.tz) a
          LEFT JOIN dim_product p ON p.product_id = a.value
-    GROUP BY a.value, p.product_label, 3
     ORDER BY 1, 3
 $$;
 
 CREATE FUNCTION report_hourly_browser_os_range(p_from date DEFAULT NULL, p_to date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (hour integer, browser text, os text, views bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT extract(hour FROM a.bucket AT TIME ZONE r.tz)::integer,
-           split_part(a.value, ' / ', 1), split_part(a.value, ' / ', 2), sum(a.views)::bigint
-    FROM report_range(p_from, p_to, p_tz) r, report_rollup('browser_os', r.range_from, r.range_to, r.tz) a
-    GROUP BY 1, 2, 3
+    SELECT a.hour, split_part(a.value, ' / ', 1), split_part(a.value, ' / ', 2), a.views
+    FROM report_range(p_from, p_to, p_tz) r, report_by_hour('browser_os', r.range_from, r.range_to, r.tz) a
     ORDER BY 1, 4 DESC, 2, 3
 $$;
 

@@ -23,6 +23,7 @@ from pagestream_spark.sink.schema import (
     COMPOSITE_ROLLUPS,
     DEAD_SOURCE_COLUMNS,
     EVENT_COLUMNS,
+    MINUTE_DIMENSIONS,
     OTHER_EVENT_COLUMNS,
     PAGE_VIEW_COLUMNS,
     PRODUCT_STAGE_COLUMNS,
@@ -397,48 +398,35 @@ def _rollup_values(page_views: pa.Table, dimension: str) -> pa.Array | pa.Chunke
 
 
 def page_view_rollups(page_views: pa.Table) -> pa.Table:
-    """agg_page_views rows for exactly these page views: counts per UTC minute and per UTC
-    hour for each dimension value. Computed from the rows being inserted, so the rollups equal
-    the facts by construction, late events included."""
-    minute = pc.multiply(pc.divide(page_views.column("event_epoch"), 60), 60)
-    per_minute = []
-    for dimension in ROLLUP_DIMENSIONS:
-        counted = (
-            pa.table({"bucket": minute, "value": _rollup_values(page_views, dimension)})
-            .group_by(["bucket", "value"], use_threads=False)
-            .aggregate([("bucket", "count")])
-        )
-        per_minute.append(
-            pa.table(
-                {
-                    "dimension": pa.array([dimension] * counted.num_rows, pa.string()),
-                    "bucket": counted.column("bucket"),
-                    "value": counted.column("value"),
-                    "views": counted.column("bucket_count"),
-                }
+    """agg_page_views rows for exactly these page views: counts per UTC day and hour for
+    every dimension and per UTC minute for MINUTE_DIMENSIONS. Computed from the rows being
+    inserted, so the rollups equal the facts by construction, late events included."""
+    epochs = page_views.column("event_epoch")
+    grains = (
+        ("minute", pc.multiply(pc.divide(epochs, 60), 60), MINUTE_DIMENSIONS),
+        ("hour", pc.multiply(pc.divide(epochs, 3600), 3600), ROLLUP_DIMENSIONS),
+        ("day", pc.multiply(pc.divide(epochs, 86_400), 86_400), ROLLUP_DIMENSIONS),
+    )
+    tables = []
+    for grain, bucket, dimensions in grains:
+        for dimension in dimensions:
+            counted = (
+                pa.table({"bucket": bucket, "value": _rollup_values(page_views, dimension)})
+                .group_by(["bucket", "value"], use_threads=False)
+                .aggregate([("bucket", "count")])
             )
-        )
-    minutes = pa.concat_tables(per_minute)
-    hours = (
-        minutes.set_column(
-            1, "bucket", pc.multiply(pc.divide(minutes.column("bucket"), 3600), 3600)
-        )
-        .group_by(["dimension", "bucket", "value"], use_threads=False)
-        .aggregate([("views", "sum")])
-        .rename_columns(["dimension", "bucket", "value", "views"])
-    )
-    return pa.concat_tables(
-        pa.table(
-            {
-                "grain": pa.array([grain] * table.num_rows, pa.string()),
-                "bucket": _timestamps(table.column("bucket")),
-                "dimension": table.column("dimension"),
-                "value": table.column("value"),
-                "views": table.column("views"),
-            }
-        )
-        for grain, table in (("minute", minutes), ("hour", hours))
-    )
+            tables.append(
+                pa.table(
+                    {
+                        "grain": pa.array([grain] * counted.num_rows, pa.string()),
+                        "bucket": _timestamps(counted.column("bucket")),
+                        "dimension": pa.array([dimension] * counted.num_rows, pa.string()),
+                        "value": counted.column("value"),
+                        "views": counted.column("bucket_count"),
+                    }
+                )
+            )
+    return pa.concat_tables(tables)
 
 
 def visitor_days(page_views: pa.Table) -> pa.Table:

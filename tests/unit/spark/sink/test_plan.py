@@ -11,7 +11,11 @@ import pyarrow.compute as pc
 from pagestream_spark.enrich.product_page import product_page
 from pagestream_spark.sink import plan
 from pagestream_spark.sink.plan import StoredPage, page_view_rollups, split_first_occurrences
-from pagestream_spark.sink.schema import PRODUCT_STAGE_COLUMNS, ROLLUP_DIMENSIONS
+from pagestream_spark.sink.schema import (
+    MINUTE_DIMENSIONS,
+    PRODUCT_STAGE_COLUMNS,
+    ROLLUP_DIMENSIONS,
+)
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # an hour boundary
 
@@ -41,8 +45,8 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
     minute = dt.timedelta(minutes=1)
     hour = dt.timedelta(hours=1)
     assert rows[("minute", start, "total", "")] == 2
-    assert rows[("minute", start + minute, "product", "p2")] == 1
-    assert rows[("minute", start + 59 * minute, "product", "p1")] == 1
+    assert rows[("minute", start + minute, "country", "FR")] == 1
+    assert rows[("minute", start + 59 * minute, "store", "s")] == 1
     assert rows[("hour", start, "product", "p1")] == 3
     assert rows[("hour", start, "total", "")] == 4
     assert rows[("hour", start + hour, "store", "t")] == 1
@@ -52,12 +56,23 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
     assert rows[("hour", start, "referrer", "google.com\x1fdirect")] == 2
     assert rows[("hour", start, "referrer", "\x1fdirect")] == 2
     assert rows[("hour", start, "country_store", "FR\x1fs")] == 3
-    assert rows[("minute", start, "campaign", "news\x1femail\x1fwinter")] == 1
-    assert rows[("minute", start, "campaign", "\x1f\x1f")] == 1
+    assert rows[("hour", start, "campaign", "news\x1femail\x1fwinter")] == 1
+    assert rows[("hour", start, "campaign", "\x1f\x1f")] == 3
     assert rows[("hour", start + hour, "device_class", "mobile")] == 1
+    assert rows[("minute", start + 60 * minute, "device_class", "mobile")] == 1
+    # Many-valued dimensions are counted per hour only.
+    assert {d for g, _, d, _ in rows if g == "minute"} == set(MINUTE_DIMENSIONS)
+    assert {d for g, _, d, _ in rows if g == "hour"} == set(ROLLUP_DIMENSIONS)
+    assert {d for g, _, d, _ in rows if g == "day"} == set(ROLLUP_DIMENSIONS)
+    day = dt.datetime.fromtimestamp(T0 - T0 % 86_400, dt.UTC)
+    assert rows[("day", day, "product", "p1")] == 4
     # Every grain and dimension sums to the number of page views.
-    for grain in ("minute", "hour"):
-        for dimension in ROLLUP_DIMENSIONS:
+    for grain, dimensions in (
+        ("minute", MINUTE_DIMENSIONS),
+        ("hour", ROLLUP_DIMENSIONS),
+        ("day", ROLLUP_DIMENSIONS),
+    ):
+        for dimension in dimensions:
             total = sum(v for (g, _, d, _), v in rows.items() if (g, d) == (grain, dimension))
             assert total == page_views.num_rows, (grain, dimension)
 
