@@ -233,12 +233,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     url, schema, _ = _pipeline_database(args)
     day = dt.date.fromisoformat(args.day) if args.day else None
+    to = dt.date.fromisoformat(args.to) if args.to else None
+    if to is not None and (day is None or to < day):
+        print("error: --to needs --day, on or before it (a range of days)", file=sys.stderr)
+        return 2
+    span = f"{args.day} to {args.to}" if to else (args.day or "today")
     console = Console()
     conn = psycopg2.connect(url)
     try:
         for name in names:
-            columns, rows = read_report(conn, schema, name, day, args.tz)
-            table = Table(title=f"{REPORTS[name].title} — {args.day or 'today'}")
+            columns, rows = read_report(conn, schema, name, day, args.tz, to)
+            table = Table(title=f"{REPORTS[name].title} — {span}")
             for column in columns:
                 table.add_column(
                     column,
@@ -250,7 +255,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             for row in rows:
                 table.add_row(*("" if v is None else str(v) for v in row))
             if not rows:
-                table.caption = "no page views for this day yet"
+                table.caption = (
+                    "no page views for these days yet" if to else ("no page views for this day yet")
+                )
             console.print(table)
     finally:
         conn.close()
@@ -502,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
         "hourly-product-views or hourly-browser-os",
     )
     report.add_argument("--day", help="YYYY-MM-DD (default: today in the report time zone)")
+    report.add_argument(
+        "--to", help="YYYY-MM-DD: the report over the days from --day to this one, both included"
+    )
     report.add_argument("--tz", help="IANA time zone, e.g. Europe/Paris (default: the pipeline's)")
     report.add_argument(
         "--schema", help="the pipeline's PostgreSQL schema (default: the local pipeline's)"

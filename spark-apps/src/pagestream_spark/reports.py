@@ -1,5 +1,6 @@
 """The six analytics reports: names users type, the SQL functions behind them (created by
-migrations/V002__reports.sql), and reading one for a day."""
+migrations/V002__reports.sql, rebuilt on the rollups by V005), and reading one for a day or a
+range of days."""
 
 from __future__ import annotations
 
@@ -37,17 +38,22 @@ class UnknownReport(KeyError):
 
 
 def read_report(
-    conn: PgConnection, schema: str, name: str, day: dt.date | None = None, tz: str | None = None
+    conn: PgConnection,
+    schema: str,
+    name: str,
+    day: dt.date | None = None,
+    tz: str | None = None,
+    to: dt.date | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Column names and rows of a report for ``day`` (default: today in ``tz``, default: the
-    pipeline's report time zone)."""
+    pipeline's report time zone), or for the calendar days from ``day`` to ``to``."""
     if name not in REPORTS:
         raise UnknownReport(name)
-    query = sql.SQL("SELECT * FROM {}.{}(%s, %s)").format(
-        sql.Identifier(schema), sql.Identifier(REPORTS[name].function)
+    query = sql.SQL("SELECT * FROM {}.{}(%s, %s, %s)").format(
+        sql.Identifier(schema), sql.Identifier(REPORTS[name].function + "_range")
     )
     with conn, conn.cursor() as cur:
-        cur.execute(query, (day, tz))
+        cur.execute(query, (day, to or day, tz))
         # A SELECT always has a result description (None is for statements without rows).
         assert cur.description is not None
         columns = [d.name for d in cur.description]

@@ -20,12 +20,15 @@ import psycopg2
 import pyarrow as pa
 import pytest
 
+from pagestream.stack.kafka import Kafka
 from pagestream.stack.postgres import Postgres
 from pagestream_spark.migrate import migrate
 from pagestream_spark.options import ProcessingOptions
 from pagestream_spark.sink import BatchLedger, PostgresConnection, PostgresSink
 from pagestream_spark.sink.retention import Retention, RetentionPolicy
 from pagestream_spark.transform import packed_sink_batches, unpack_sink_rows
+
+from .conftest import ACCOUNTING, JobRun, send_dataset
 
 DAY = 86_400
 NOW = int(time.time())
@@ -52,10 +55,15 @@ def event(event_id: str, epoch: int, collection: str = "view_product_detail") ->
 class Pipeline:
     """A schema of its own, a sink writing to it and a way to read it back."""
 
-    def __init__(self, postgres: Postgres, options: ProcessingOptions = KEEP_FOREVER) -> None:
+    def __init__(
+        self,
+        postgres: Postgres,
+        options: ProcessingOptions = KEEP_FOREVER,
+        schema: str | None = None,
+    ) -> None:
         self.postgres = postgres
         self.options = options
-        self.schema = f"r_{uuid.uuid4().hex[:8]}"
+        self.schema = schema or f"r_{uuid.uuid4().hex[:8]}"
         self.conn = psycopg2.connect(postgres.dsn())
         migrate(self.conn, self.schema)
         connection = PostgresConnection(
@@ -376,6 +384,21 @@ def test_a_drop_cut_short_at_any_step_is_finished_by_the_next_pass(
     ) == [(TODAY - dt.timedelta(days=n), 200) for n in (20, 19, 18)]
 
 
+def test_a_partition_left_detached_is_attached_again_by_the_next_batch_of_its_day(
+    postgres: Postgres, pipelines: list[Pipeline]
+) -> None:
+    """A drop cut short after its detach leaves a table outside its parent; a restarted job
+    (nothing in its cache) that meets that day again attaches it instead of failing."""
+    p = new_pipeline(postgres, pipelines)
+    p.send([event("before", MIDNIGHT - 2 * DAY + 10)])
+    part = f"fact_page_views_p{day_stamp(2)}"
+    p.execute(f"ALTER TABLE fact_page_views DETACH PARTITION {part}")
+    p.sink.partitions.forget([TODAY - dt.timedelta(days=2)])
+    p.send([event("after", MIDNIGHT - 2 * DAY + 20)])
+    assert part in p.partitions("fact_page_views")
+    assert p.query("SELECT event_id FROM fact_page_views ORDER BY 1") == [("after",), ("before",)]
+
+
 def test_keep_forever_drops_nothing(postgres: Postgres, pipelines: list[Pipeline]) -> None:
     p = new_pipeline(postgres, pipelines)
     fill_days(p, range(800, 797, -1), per_day=10)
@@ -463,3 +486,38 @@ def test_a_v004_schema_with_data_moves_into_partitions_and_its_reports_agree(
     p.batch_id, p.offset = 0, 100
     p.send([event("old-2", int(dt.datetime.combine(old_day, dt.time(10, 2), dt.UTC).timestamp()))])
     assert p.query("SELECT duplicates FROM batch_commits WHERE query_id = 'after-v005'") == [(1,)]
+
+
+def test_the_jobs_retention_drops_old_days_while_it_stores_a_dataset_exactly_once(
+    kafka: Kafka, job_run: JobRun, pipelines: list[Pipeline]
+) -> None:
+    """The streaming job itself (Spark, its retention thread) on a schema holding 15 days
+    past a 10-day retention: it stores a seeded dataset exactly once while its retention pass
+    drops those days, and every total stays exact."""
+    old = Pipeline(job_run.postgres, schema=job_run.schema)
+    pipelines.append(old)
+    fill_days(old, range(40, 25, -1), per_day=300)
+    truth = send_dataset(kafka, job_run.topic, seed=16, valid_events=3000)
+    job_run.run_to_completion(**{"retention-days": "10", "rollup-retention-days": "400"})
+
+    job_only = ACCOUNTING + " WHERE query_id <> 'retention'"
+    assert old.query(job_only)[0] == (
+        truth.consumed,
+        len(truth.page_views),
+        truth.other_events,
+        truth.duplicates,
+        sum(truth.dead_letters.values()),
+        truth.bots,
+    )
+    # Every day past the retention went, with its rows counted in the ledger.
+    assert min(old.partitions("fact_page_views")) >= f"fact_page_views_p{day_stamp(11)}"
+    assert old.query(
+        "SELECT count(*), sum(row_count) FROM retention_drops"
+        " WHERE parent = 'fact_page_views' AND dropped_at IS NOT NULL"
+    ) == [(15, 15 * 300)]
+    # What remains is exactly the dataset's page views, each once.
+    views = len(truth.page_views)
+    assert old.query("SELECT count(*), count(DISTINCT event_id) FROM fact_page_views") == [
+        (views, views)
+    ]
+    old.assert_totals_exact()

@@ -186,6 +186,49 @@ def test_reports_equal_the_ground_truth(completed: CompletedRun) -> None:
     assert {(p, h): v for p, h, v in got_tokyo} == dict(tokyo)
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_reports_over_a_range_of_days_equal_the_ground_truth(
+    completed: CompletedRun, tz: str
+) -> None:
+    """Every day of the dataset at once, in a zone whose days are UTC days, one whose days
+    start at another whole hour (day rollups inside, hour rollups at the edges) and one whose
+    days start on a half hour (the facts of the range's partitions)."""
+    run, views = completed.run, completed.truth.page_views
+    days = sorted({_utc_day(r, tz) for r in views})
+    first, last = days[0], days[-1]
+    products = Counter(r.event["product_id"] for r in views if r.event)
+    countries = Counter(country_of(r.event["ip"]) for r in views if r.event)
+    referrers = Counter(r.referrer_domain for r in views if r.referrer_domain)
+    assert run.query(
+        "SELECT rank, product_id, views FROM report_top_products_range(%s, %s, %s)",
+        (first, last, tz),
+    ) == _ranked(products, 10)
+    assert run.query(
+        "SELECT rank, country_code, views FROM report_top_countries_range(%s, %s, %s)",
+        (first, last, tz),
+    ) == _ranked(countries, 10)
+    assert run.query(
+        "SELECT rank, referrer_domain, views FROM report_top_referrers_range(%s, %s, %s)",
+        (first, last, tz),
+    ) == _ranked(referrers, 5)
+    hourly = Counter(
+        (r.event["product_id"], dt.datetime.fromtimestamp(r.event["time_stamp"], ZoneInfo(tz)).hour)
+        for r in views
+        if r.event
+    )
+    got = run.query(
+        "SELECT product_id, hour, views FROM report_hourly_product_views_range(%s, %s, %s)",
+        (first, last, tz),
+    )
+    assert {(p, h): v for p, h, v in got} == dict(hourly)
+    # The last day alone: the range's edges cut the dataset.
+    last_days = [r for r in views if r.event and _utc_day(r, tz) == last]
+    assert run.query(
+        "SELECT rank, product_id, views FROM report_top_products_range(%s, %s, %s)",
+        (last, last, tz),
+    ) == _ranked(Counter(r.event["product_id"] for r in last_days if r.event), 10)
+
+
 def test_each_product_keeps_its_newest_page_and_its_label(completed: CompletedRun) -> None:
     """All the dataset's pages are on one host: a product's page is its newest human page view
     by (event time, URL without the query), late events included, however the job cut the
@@ -428,3 +471,43 @@ def test_report_cli_prints_every_report_as_a_table(
     first_product, first_views = top[0][1], top[0][2]
     assert any(first_product in line and str(first_views) in line for line in out.splitlines())
     assert "no page views for this day yet" not in out
+
+
+def test_report_cli_prints_a_report_over_a_range_of_days(
+    completed: CompletedRun, postgres: Postgres
+) -> None:
+    run, views = completed.run, completed.truth.page_views
+    days = sorted({_utc_day(r) for r in views})
+    top = _ranked(Counter(r.event["product_id"] for r in views if r.event), 10)
+
+    def report(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pagestream",
+                "report",
+                "top-products",
+                "--schema",
+                run.schema,
+                "--tz",
+                "UTC",
+                "--postgres-url",
+                postgres.url(),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    out = report("--day", days[0].isoformat(), "--to", days[-1].isoformat())
+    assert out.returncode == 0, out.stderr
+    assert f"{days[0].isoformat()} to {days[-1].isoformat()}" in out.stdout
+    first_product, first_views = top[0][1], top[0][2]
+    assert any(
+        first_product in line and str(first_views) in line for line in out.stdout.splitlines()
+    )
+    backwards = report("--day", days[-1].isoformat(), "--to", days[0].isoformat())
+    assert backwards.returncode == 2
+    assert "--to needs --day, on or before it" in backwards.stderr
