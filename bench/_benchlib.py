@@ -51,8 +51,12 @@ def git_commit() -> str | None:
         return None
 
 
-def write_result(name: str, figures: dict[str, Any]) -> Path:
-    """bench/results/<name>.json with the command that produced it and the machine it ran on."""
+def write_result(
+    name: str, figures: dict[str, Any], machine_at_start: dict[str, Any] | None = None
+) -> Path:
+    """bench/results/<name>.json with the command that produced it and the machine it ran on
+    (``machine_at_start``, taken when the benchmark began, so that the load average is the one
+    at its start; else taken now)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     document = {
@@ -60,7 +64,7 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
         "command": "uv run python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "machine": machine(),
+        "machine": machine_at_start or machine(),
         **figures,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

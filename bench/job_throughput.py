@@ -50,7 +50,7 @@ import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchlib import ProcessSampler, cpu_per_record, seconds_at, write_result
+from _benchlib import ProcessSampler, cpu_per_record, machine, seconds_at, write_result
 
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
@@ -293,6 +293,7 @@ def main() -> int:
     parser.add_argument("--steady-warmup", type=int, default=20)
     parser.add_argument("--max-offsets", type=int, default=MAX_OFFSETS, help="per micro-batch")
     args = parser.parse_args()
+    at_start = machine()
 
     if BENCH_STATE.exists():
         LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
@@ -545,6 +546,7 @@ def main() -> int:
                 "freshness_p95_seconds": 1.0,
             },
         },
+        at_start | {"load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     )
     print(json.dumps(results, indent=2))
     print(f"written {path}")
