@@ -41,7 +41,7 @@ from psycopg2 import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import write_result
 from history_fill import daily_plan, fill
-from job_throughput import job_args, simulate, topic_size
+from job_throughput import job_args, produce_backlog, topic_size
 
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
 from pagestream.stack.process import free_port
@@ -203,21 +203,7 @@ def main() -> int:
     try:
         topic = "bench.backlog"
         kafka.ensure_topic(topic, PARTITIONS)
-        simulate(
-            kafka.bootstrap_servers,
-            topic,
-            "--max-speed",
-            "--count",
-            str(args.events),
-            "--seed",
-            "42",
-            "--duplicate-rate",
-            "0.01",
-            "--malformed-rate",
-            "0.002",
-            "--bot-share",
-            "0.05",
-        )
+        produce_backlog(kafka.bootstrap_servers, topic, args.events)
         results["backlog_records"] = topic_size(kafka.bootstrap_servers, topic)
 
         conn = psycopg2.connect(postgres.dsn())

@@ -513,7 +513,7 @@ class RetentionSpec(_Model):
         return _job_days(self.events)
 
     def rollup_retention_days(self) -> int:
-        """JobConfig.rollup_retention_days: days of hour rollups and visitor days, 0 for Forever."""
+        """JobConfig.rollup_retention_days: days of hour and day rollups and visitor days, 0 for Forever."""
         return _job_days(self.rollups)
 
     def problems(self) -> list[str]:

@@ -132,7 +132,7 @@ class JobConfig:
     # dead-lettered as past_retention; a day's partitions are dropped a day after they fall
     # out (docs/streaming-job.md, "Partitions and retention").
     retention_days: int = 90
-    # Whole UTC days of hour rollups and visitor days kept (0: forever); at least
+    # Whole UTC days of hour and day rollups and visitor days kept (0: forever); at least
     # retention_days when both are finite.
     rollup_retention_days: int = 730
 

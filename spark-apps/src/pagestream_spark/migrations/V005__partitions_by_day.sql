@@ -439,6 +439,15 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     ORDER BY 1, 4 DESC, 2, 3
 $$;
 
+-- A day's page views, as before this migration (the day's partitions only: the bounds are
+-- known when the query starts).
+CREATE FUNCTION report_page_views(p_day date DEFAULT NULL, p_tz text DEFAULT NULL)
+RETURNS SETOF fact_page_views LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT f.* FROM fact_page_views f,
+         report_day_bounds(p_day, coalesce(p_tz, report_timezone())) b
+    WHERE f.event_time >= b.day_start AND f.event_time < b.day_end
+$$;
+
 -- The reports of one day, as before this migration.
 CREATE FUNCTION report_top_products(p_day date DEFAULT NULL, p_tz text DEFAULT NULL)
 RETURNS TABLE (rank bigint, product_id text, product_label text, product_url text, views bigint)
