@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,12 +39,10 @@ from psycopg2 import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import write_result
 from history_fill import daily_plan, fill
-from job_throughput import job_args, produce_backlog, topic_size
+from job_throughput import fresh_stack, job_args, job_env, produce_backlog, topic_size
 
-from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
+from pagestream.stack.paths import REPO_ROOT, StackPaths
 from pagestream.stack.process import free_port
-from pagestream.stack.spark import job_environment
-from pagestream.stack.stack import LocalStack
 from pagestream_spark.migrate import ensure_dashboard_api, migrate
 from pagestream_spark.reports import REPORTS
 
@@ -187,18 +183,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
-    if BENCH_STATE.exists():
-        LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
-        shutil.rmtree(BENCH_STATE)
-    paths = StackPaths(cache=default_cache_dir(), state=BENCH_STATE / "state")
-    stack = LocalStack(paths, durable_postgres=True)
-    kafka, postgres = stack.start("kafka"), stack.start("postgres")
-    env = {
-        **os.environ,
-        **job_environment(paths, driver_memory="3g"),
-        "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
-        "PAGESTREAM_PII_HASH_KEY": "bench",
-    }
+    paths, stack, kafka, postgres = fresh_stack(BENCH_STATE)
+    env = job_env(paths, postgres)
     results: dict[str, Any] = {"parameters": vars(args)}
     try:
         topic = "bench.backlog"

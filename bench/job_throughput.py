@@ -97,6 +97,27 @@ def simulate(bootstrap: str, topic: str, *extra: str) -> float:
     return time.monotonic() - started
 
 
+def fresh_stack(state_dir: Path) -> tuple[StackPaths, LocalStack, Kafka, Postgres]:
+    """A benchmark's own Kafka and durable PostgreSQL under ``state_dir``, emptied first (a
+    stack an earlier run left is stopped and its state removed)."""
+    if state_dir.exists():
+        LocalStack(StackPaths(default_cache_dir(), state_dir / "state")).down()
+        shutil.rmtree(state_dir)
+    paths = StackPaths(cache=default_cache_dir(), state=state_dir / "state")
+    stack = LocalStack(paths, durable_postgres=True)
+    return paths, stack, stack.start("kafka"), stack.start("postgres")
+
+
+def job_env(paths: StackPaths, postgres: Postgres) -> dict[str, str]:
+    """The streaming job's environment on a benchmark stack."""
+    return {
+        **os.environ,
+        **job_environment(paths, driver_memory="3g"),
+        "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
+        "PAGESTREAM_PII_HASH_KEY": "bench",
+    }
+
+
 def produce_backlog(bootstrap: str, topic: str, events: int) -> float:
     """The benchmarks' backlog: ``events`` simulator events as fast as they go, with 1 %
     duplicates, 0.2 % malformed records and 5 % bots (seed 42)."""
@@ -315,20 +336,10 @@ def main() -> int:
     args = parser.parse_args()
     at_start = machine()
 
-    if BENCH_STATE.exists():
-        LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
-        shutil.rmtree(BENCH_STATE)
-    paths = StackPaths(cache=default_cache_dir(), state=BENCH_STATE / "state")
-    stack = LocalStack(paths, durable_postgres=True)
-    kafka, postgres = stack.start("kafka"), stack.start("postgres")
+    paths, stack, kafka, postgres = fresh_stack(BENCH_STATE)
     bootstrap = kafka.bootstrap_servers
     servers = server_pids(kafka, postgres)
-    env = {
-        **os.environ,
-        **job_environment(paths, driver_memory="3g"),
-        "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
-        "PAGESTREAM_PII_HASH_KEY": "bench",
-    }
+    env = job_env(paths, postgres)
     results: dict[str, object] = {}
     try:
         topic = "bench.backlog"
