@@ -226,16 +226,38 @@ def classify_value(
 ) -> tuple[str | None, str | None, tuple[Any, ...] | None]:
     """(dead-letter reason, detail, None) or (None, None, the EVENT_FIELDS values). A valid
     event before ``oldest_epoch`` (the start of the oldest UTC day the retention keeps) is
-    dead-lettered as past_retention."""
-    fields = accepted_fields(value, now)
-    if fields is None:
-        reason, detail, fields = classify_exactly(value, now)
-        if fields is None:
-            return reason, detail, None
-    epoch = fields[_EPOCH_INDEX]
-    if epoch < oldest_epoch:
-        return PAST_RETENTION, past_retention_detail(epoch, oldest_epoch), None
-    return None, None, fields
+    dead-lettered as past_retention. One record of :func:`classify_values`."""
+    verdicts = classify_values([value], now, oldest_epoch)
+    return verdicts.reasons[0], verdicts.details[0], verdicts.fields[0]
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """A batch's verdicts, by record: a dead-letter reason and detail (None for a valid
+    event) and the EVENT_FIELDS values (None for a dead letter)."""
+
+    reasons: list[str | None]
+    details: list[str | None]
+    fields: list[tuple[Any, ...] | None]
+
+
+def classify_values(values: list[bytes], now: int, oldest_epoch: int = MIN_EVENT_EPOCH) -> Verdicts:
+    """:func:`classify_value` for every record of a batch, as lists (the job turns them into
+    Arrow columns). The fast path runs over the whole batch in one comprehension and the exact
+    path only on what it left: a call and a tuple per record fewer than classifying one by
+    one, which was a quarter of the job's Python pass."""
+    fields = [accepted_fields(value, now) for value in values]
+    reasons: list[str | None] = [None] * len(values)
+    details: list[str | None] = [None] * len(values)
+    for index in [i for i, f in enumerate(fields) if f is None]:
+        reasons[index], details[index], fields[index] = classify_exactly(values[index], now)
+    if oldest_epoch > MIN_EVENT_EPOCH:
+        for index, f in enumerate(fields):
+            if f is not None and f[_EPOCH_INDEX] < oldest_epoch:
+                reasons[index] = PAST_RETENTION
+                details[index] = past_retention_detail(f[_EPOCH_INDEX], oldest_epoch)
+                fields[index] = None
+    return Verdicts(reasons, details, fields)
 
 
 def past_retention_detail(epoch: int, oldest_epoch: int) -> str:
