@@ -25,7 +25,9 @@ In one run, against one local stack (Kafka 4.3, PostgreSQL 15 with fsync on, Spa
    leaves before its event time) for --steady-warmup + --steady-seconds; p50/p95 of commit time
    minus event time (whole seconds, as the contract stamps them) come from the job's own
    freshness histogram over the steady window (bucket counts at its end minus at its start),
-   and over the whole run including the first seconds of traffic.
+   and over the whole run including the first seconds of traffic; beside them the job's
+   ingest latency (commit time minus the Kafka record timestamp, in milliseconds: the
+   pipeline's own delay, which whole-second event times overstate by up to a second).
 
     uv run python bench/job_throughput.py [--events 2000000] [--steady-rate 5000]
 
@@ -291,16 +293,25 @@ def copy_ceiling(dsn: str, schema: str) -> dict[str, float]:
     return {"rows": rows, "seconds": round(elapsed, 2), "rows_per_second": round(rows / elapsed)}
 
 
-def freshness_buckets(metrics_text: str) -> list[tuple[float, float]]:
-    """The job's cumulative freshness histogram: (upper bound, count) pairs, ascending."""
+def histogram_buckets(
+    metrics_text: str, name: str = "pagestream_job_freshness_seconds"
+) -> list[tuple[float, float]]:
+    """One of the job's cumulative histograms: (upper bound, count) pairs, ascending."""
     buckets: list[tuple[float, float]] = []
     for line in metrics_text.splitlines():
-        if line.startswith("pagestream_job_freshness_seconds_bucket"):
+        if line.startswith(f"{name}_bucket"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             buckets.append(
                 (float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1]))
             )
     return sorted(buckets)
+
+
+# The job's two latency histograms, by the name the results give them.
+LATENCIES = {
+    "freshness": "pagestream_job_freshness_seconds",
+    "ingest_latency": "pagestream_job_ingest_latency_seconds",
+}
 
 
 def freshness_quantiles(buckets: list[tuple[float, float]]) -> dict[str, float]:
@@ -504,9 +515,10 @@ def main() -> int:
                 stderr=subprocess.STDOUT,
             )
 
-        def histogram() -> list[tuple[float, float]]:
+        def histograms() -> dict[str, list[tuple[float, float]]]:
             url = f"http://127.0.0.1:{metrics_port}/metrics"
-            return freshness_buckets(urllib.request.urlopen(url, timeout=10).read().decode())
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            return {name: histogram_buckets(text, metric) for name, metric in LATENCIES.items()}
 
         try:
             time.sleep(25)  # JVM start, migrations, first empty batches
@@ -529,25 +541,33 @@ def main() -> int:
                 )
             )
             time.sleep(args.steady_warmup)
-            at_window_start = histogram()
+            at_window_start = histograms()
             if sender.wait(args.steady_warmup + args.steady_seconds + 120) != 0:
                 raise RuntimeError("the simulator failed; see its output above")
             time.sleep(5)
-            at_end = histogram()
+            at_end = histograms()
         finally:
             job.terminate()
             job.wait(120)
-        window = [
-            (bound, count - before)
-            for (bound, count), (_, before) in zip(at_end, at_window_start, strict=True)
-        ]
+        window = {
+            name: [
+                (bound, count - before)
+                for (bound, count), (_, before) in zip(
+                    at_end[name], at_window_start[name], strict=True
+                )
+            ]
+            for name in LATENCIES
+        }
         results["freshness_at_steady_rate"] = {
             "rate_events_per_second": args.steady_rate,
             "seconds": args.steady_seconds,
             "trigger": args.steady_trigger,
             "warm_up_seconds_excluded": args.steady_warmup,
-            **freshness_quantiles(window),
-            "including_warm_up": freshness_quantiles(at_end),
+            **freshness_quantiles(window["freshness"]),
+            "including_warm_up": freshness_quantiles(at_end["freshness"]),
+            # Kafka record timestamp (ms) to commit: the pipeline's delay without the up to
+            # one second of whole-second event times.
+            "ingest_latency": freshness_quantiles(window["ingest_latency"]),
         }
         print("freshness:", results["freshness_at_steady_rate"], flush=True)
     finally:

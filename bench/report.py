@@ -147,13 +147,34 @@ def _job(d: dict[str, Any]) -> list[Row]:
                     "",
                 )
             )
+        if "ingest_latency" in fresh:
+            latency = fresh["ingest_latency"]
+            rows.append(
+                (
+                    "ingest latency p50 / p95, same window (Kafka record timestamp to commit)",
+                    f"{_n(latency['p50_seconds'])} / {_n(latency['p95_seconds'], ' s')}",
+                    "",
+                )
+            )
     return rows
 
 
 def _enrich(d: dict[str, Any]) -> list[Row]:
-    return [
+    rows: list[Row] = [
         ("enrichment of one batch (pandas), median", _n(d["rows_per_second_median"], " rows/s"), "")
     ]
+    python_pass = d.get("python_pass")
+    if python_pass:
+        per = python_pass["cpu_us_per_record"]
+        rows.append(
+            (
+                "the job's Python pass per record (validate, enrich, key, pack), CPU",
+                f"{_n(per['whole_pass'], ' µs')} (validate {_n(per['classify'])}, enrich "
+                f"{_n(per['enrich_with_pandas_round_trip'])}, keys {_n(per['keys'])})",
+                "",
+            )
+        )
+    return rows
 
 
 def _operator(d: dict[str, Any]) -> list[Row]:

@@ -170,6 +170,16 @@ class JobMetrics:
             {"pipeline": pipeline},
         )
         self.registry.register(self.freshness)
+        # Event times are whole seconds (the contract), so freshness carries up to a second of
+        # stamping on top of the pipeline's own delay; the Kafka record timestamp (the
+        # producer's send time, in milliseconds) shows that delay alone.
+        self.ingest_latency = BulkHistogram(
+            "pagestream_job_ingest_latency_seconds",
+            "Commit time minus Kafka record timestamp of stored page views",
+            FRESHNESS_BUCKETS,
+            {"pipeline": pipeline},
+        )
+        self.registry.register(self.ingest_latency)
         self._max_event_epoch: float | None = None
         # Every labelled series exists from the start, so rates and alerts see zeros, not gaps.
         for outcome in OUTCOMES:
@@ -214,6 +224,10 @@ class JobMetrics:
                 watermark = self._max_event_epoch - self.watermark_delay_seconds
                 self.late_page_views.labels(p).inc(int((epochs < watermark).sum()))
             self.newest_event_committed(float(epochs.max()))
+        kafka_ms = outcome.stored_page_view_kafka_ms
+        if kafka_ms is not None and len(kafka_ms):
+            sent = kafka_ms.to_numpy(zero_copy_only=False).astype(float) / 1000.0
+            self.ingest_latency.observe_many(outcome.committed_at - sent[~np.isnan(sent)])
 
     def newest_event_committed(self, epoch: float) -> None:
         """Advance the event-time watermark (a restart starts from what is in the database)."""

@@ -83,3 +83,32 @@ def test_a_restarted_job_starts_its_watermark_from_the_database() -> None:
     metrics.record_batch(_outcome(0, [1_799_990_000 - 61, 1_799_990_000 - 60]))
     text = generate_latest(metrics.registry).decode()
     assert 'pagestream_job_late_page_views_total{pipeline="demo"} 1.0' in text
+
+
+def test_ingest_latency_is_commit_time_minus_the_kafka_timestamp_in_milliseconds() -> None:
+    metrics = JobMetrics("demo", watermark_delay_seconds=3600)
+    committed_at = 1_800_000_000.0
+    outcome = BatchOutcome(
+        batch_id=0,
+        consumed=3,
+        page_views=3,
+        other_events=0,
+        duplicates=0,
+        dead_letters_by_reason={},
+        bots=0,
+        committed_at=committed_at,
+        # Whole-second event times: freshness sees 1.0-1.9 s where the pipeline took less.
+        stored_page_view_epochs=pa.array([1_799_999_998, 1_799_999_999, 1_799_999_999], pa.int64()),
+        stored_page_view_kafka_ms=pa.array(
+            [1_799_999_999_700, 1_799_999_999_400, None], pa.int64()
+        ),
+    )
+    metrics.record_batch(outcome)
+    text = generate_latest(metrics.registry).decode()
+    latency = 'pagestream_job_ingest_latency_seconds_bucket{le="%s",pipeline="demo"} %s'
+    assert latency % ("0.25", "0.0") in text
+    assert latency % ("0.5", "1.0") in text  # 0.3 s
+    assert latency % ("0.75", "2.0") in text  # 0.6 s; the record without a timestamp is skipped
+    assert 'pagestream_job_ingest_latency_seconds_count{pipeline="demo"} 2.0' in text
+    assert 'pagestream_job_freshness_seconds_count{pipeline="demo"} 3.0' in text
+    assert 'pagestream_job_freshness_seconds_bucket{le="1",pipeline="demo"} 2.0' in text

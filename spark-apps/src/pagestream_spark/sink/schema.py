@@ -11,9 +11,15 @@ import pyarrow as pa
 from pagestream_spark.transform import SINK_SCHEMA
 
 # Sink-row columns only a dead letter has (null on a valid event's row).
-DEAD_ONLY_COLUMNS = ("kafka_timestamp_ms", "dead_letter_reason", "dead_letter_detail", "payload")
+DEAD_ONLY_COLUMNS = ("dead_letter_reason", "dead_letter_detail", "payload")
 # Columns a dead letter is written from.
-DEAD_SOURCE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", *DEAD_ONLY_COLUMNS)
+DEAD_SOURCE_COLUMNS = (
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp_ms",
+    *DEAD_ONLY_COLUMNS,
+)
 # The sink rows' columns of a valid event.
 EVENT_COLUMNS = tuple(name for name in SINK_SCHEMA.names if name not in DEAD_ONLY_COLUMNS)
 _SQL_TYPES = {

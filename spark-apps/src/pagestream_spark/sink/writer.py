@@ -44,6 +44,8 @@ class BatchOutcome:
     committed_at: float
     # Event times (epoch seconds) of the page views stored, for the freshness histogram.
     stored_page_view_epochs: pa.Array | None = None
+    # Their Kafka record timestamps (epoch milliseconds), for the ingest-latency histogram.
+    stored_page_view_kafka_ms: pa.Array | None = None
     # Where the commit's time went, by step (logged with the batch).
     step_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -120,6 +122,9 @@ class PostgresSink:
             bots=writes.bots.num_rows,
             committed_at=committed_at,
             stored_page_view_epochs=writes.page_views.column("event_epoch").combine_chunks(),
+            stored_page_view_kafka_ms=writes.page_views.column(
+                "kafka_timestamp_ms"
+            ).combine_chunks(),
             step_seconds=timer.seconds,
         )
 
