@@ -1,4 +1,5 @@
-"""Throughput of `enrich_batch` on a realistic page-view batch (not a test).
+"""Throughput of `enrich_batch` on a realistic page-view batch, and CPU per record of the job's
+whole Python pass (not a test).
 
 A 200,000-row pandas frame shaped like one micro-batch of the tracker stream: ~20,000 visitors
 (each with its own IP and one of a few hundred user agents, several views each), ~6,000 products
@@ -9,6 +10,10 @@ back, building the output frame), best and median of several runs (wall clock an
 warm-up pays the one-off loads: GeoIP tables, ua-parser regexes), and writes
 bench/results/enrich_throughput.json.
 
+The second measurement, `python_pass`, runs what each Spark Python worker runs per Arrow batch
+(`transform.packed_sink_batches`: validate, enrich, key, pack as Arrow IPC) on simulator
+records (the drain benchmark's fault rates), and splits its CPU time by step, min of the runs.
+
     uv run python bench/enrich_throughput.py [--rows 200000] [--repeat 5]
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -24,10 +30,12 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pagestream_spark.enrich import enrich_batch, warm_up
 
@@ -184,10 +192,84 @@ def realistic_batch(rows: int, seed: int = 7) -> pd.DataFrame:
     )
 
 
+def simulator_batch(records: int) -> pa.RecordBatch:
+    """A raw Kafka batch of simulator records, as the job's Python pass receives it: 1 %
+    duplicates, 0.2 % malformed records, 5 % bots (the drain benchmark's rates)."""
+    from pagestream_simulator.faults import FaultConfig, FaultInjector, Tally
+    from pagestream_simulator.generator import EventGenerator, GeneratorConfig
+
+    generator = EventGenerator(GeneratorConfig(seed=42, start_time=time.time() - 3600))
+    injector = FaultInjector(
+        FaultConfig(duplicate_rate=0.01, malformed_rate=0.002), seed=42, tally=Tally()
+    )
+    values = [value for _, value, _ in itertools.islice(injector.records(generator), records)]
+    now_us = int(time.time() * 1_000_000)
+    return pa.RecordBatch.from_pydict(
+        {
+            "value": pa.array(values, pa.binary()),
+            "topic": pa.array(["page_views"] * len(values)),
+            "partition": pa.array([0] * len(values), pa.int32()),
+            "offset": pa.array(range(len(values)), pa.int64()),
+            "timestamp": pa.array([now_us] * len(values), pa.timestamp("us")),
+        }
+    )
+
+
+def python_pass(records: int, repeat: int) -> dict[str, object]:
+    """CPU µs per record of each step of the Python pass, min over ``repeat`` runs."""
+    from pagestream_spark.options import ProcessingOptions
+    from pagestream_spark.transform import (
+        classify_arrays,
+        packed_sink_batches,
+        prepare_batches,
+        sink_row_batch,
+    )
+
+    raw = simulator_batch(records)
+    options = ProcessingOptions(pii_key=b"bench-key")
+    now = int(time.time())
+
+    def cpu_us_per_record(step: Callable[[], object]) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.process_time()
+            step()
+            best = min(best, time.process_time() - started)
+        return round(best / raw.num_rows * 1e6, 2)
+
+    def whole() -> None:
+        for _ in packed_sink_batches(iter([raw]), now=now, options=options):
+            pass
+
+    whole()  # warm: imports, GeoIP tables, user-agent regexes, URL memos
+    prepared = next(prepare_batches(iter([raw]), now=now, options=options))
+    steps = {
+        "classify": cpu_us_per_record(lambda: classify_arrays(raw, now)),
+        "classify_and_enrich": cpu_us_per_record(
+            lambda: next(prepare_batches(iter([raw]), now=now, options=options))
+        ),
+        "keys": cpu_us_per_record(lambda: sink_row_batch(prepared)),
+        "whole_pass": cpu_us_per_record(whole),
+    }
+    return {
+        "records": raw.num_rows,
+        "runs": repeat,
+        "cpu_us_per_record": {
+            "classify": steps["classify"],
+            "enrich_with_pandas_round_trip": round(
+                steps["classify_and_enrich"] - steps["classify"], 2
+            ),
+            "keys": steps["keys"],
+            "whole_pass": steps["whole_pass"],
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pass-records", type=int, default=50_000)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -227,6 +309,7 @@ def main() -> None:
         "warm_up_seconds": round(warm_up_seconds, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "bot_share": round(float(enriched["is_bot"].mean()), 4),
+        "python_pass": python_pass(args.pass_records, args.repeat),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
