@@ -47,6 +47,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
@@ -110,11 +111,17 @@ def fresh_stack(state_dir: Path) -> tuple[StackPaths, LocalStack, Kafka, Postgre
     return paths, stack, stack.start("kafka"), stack.start("postgres")
 
 
-def job_env(paths: StackPaths, postgres: Postgres) -> dict[str, str]:
+# The driver heap `make run` gives the job (pagestream.stack.spark.job_environment).
+DRIVER_MEMORY = "2g"
+
+
+def job_env(
+    paths: StackPaths, postgres: Postgres, driver_memory: str = DRIVER_MEMORY
+) -> dict[str, str]:
     """The streaming job's environment on a benchmark stack."""
     return {
         **os.environ,
-        **job_environment(paths, driver_memory="3g"),
+        **job_environment(paths, driver_memory=driver_memory),
         "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
         "PAGESTREAM_PII_HASH_KEY": "bench",
     }
@@ -344,14 +351,21 @@ def main() -> int:
     parser.add_argument("--steady-trigger", default="500 milliseconds")
     parser.add_argument("--steady-warmup", type=int, default=20)
     parser.add_argument("--max-offsets", type=int, default=MAX_OFFSETS, help="per micro-batch")
+    parser.add_argument("--driver-memory", default=DRIVER_MEMORY, help="the Spark driver's heap")
+    parser.add_argument(
+        "--drain-only",
+        action="store_true",
+        help="only the backlog, the ceilings and pagestream's drain (no baselines, no freshness); "
+        "written to bench/results/job_throughput.partial.json, which git ignores",
+    )
     args = parser.parse_args()
     at_start = machine()
 
     paths, stack, kafka, postgres = fresh_stack(BENCH_STATE)
     bootstrap = kafka.bootstrap_servers
     servers = server_pids(kafka, postgres)
-    env = job_env(paths, postgres)
-    results: dict[str, object] = {}
+    env = job_env(paths, postgres, args.driver_memory)
+    results: dict[str, Any] = {}
     try:
         topic = "bench.backlog"
         kafka.ensure_topic(topic, PARTITIONS)
@@ -430,150 +444,13 @@ def main() -> int:
 
         results["postgres_copy_ceiling"] = copy_ceiling(postgres.dsn(), schema)
         print("copy ceiling:", results["postgres_copy_ceiling"], flush=True)
-
-        def baseline(script: str, name: str) -> Measured:
-            return run_measured(
-                [
-                    sys.executable,
-                    str(Path(__file__).parent / script),
-                    bootstrap,
-                    topic,
-                    postgres.jdbc_url(),
-                    postgres.password,
-                    str(paths.state / f"ckpt-{name}"),
-                    str(args.max_offsets),
-                ],
-                env,
-                paths.logs / f"{name}.log",
-                servers,
-            )
-
-        tutorial = baseline("baseline_tutorial_job.py", "baseline")
-        results["baseline_tutorial"] = {
-            "records": records,
-            "seconds_wall_including_startup": round(tutorial.seconds, 1),
-            "records_per_second": round(records / tutorial.seconds),
-            "peak_rss_mib": tutorial.peak_rss_mib,
-            "cpu_whole_run": tutorial.cpu(records),
-        }
-        print("tutorial baseline:", results["baseline_tutorial"], flush=True)
-
-        udf_jdbc = baseline("baseline_udf_jdbc_job.py", "baseline-udf-jdbc")
-        results["baseline_udf_jdbc"] = {
-            "records": records,
-            "seconds_wall_including_startup": round(udf_jdbc.seconds, 1),
-            "records_per_second": round(records / udf_jdbc.seconds),
-            "peak_rss_mib": udf_jdbc.peak_rss_mib,
-            "peak_rss_mib_by_process": udf_jdbc.sampler.peak_rss_mib(),
-            "cpu_whole_run": udf_jdbc.cpu(records),
-            # What it stored, beside pagestream's counts above (it deduplicates within a
-            # micro-batch only and keeps no dead letters: see its docstring).
-            "stored_rows": stored_rows(
-                postgres.dsn(),
-                "baseline_udf",
-                UDF_JDBC_TABLES,
-            ),
-        }
-        print("UDF + JDBC baseline:", results["baseline_udf_jdbc"], flush=True)
-
-        ours = results["pagestream"]["records_per_second"]
-        results["vs_consumer_ceiling"] = round(
-            ours / results["kafka_consumer_ceiling"]["records_per_second"], 3
-        )
-        results["vs_udf_jdbc_baseline"] = round(
-            ours / results["baseline_udf_jdbc"]["records_per_second"], 2
-        )
-        results["vs_tutorial_baseline"] = round(
-            ours / results["baseline_tutorial"]["records_per_second"], 2
-        )
-
-        # Freshness at a steady rate.
-        live = "bench.live"
-        kafka.ensure_topic(live, PARTITIONS)
-        metrics_port = free_port()
-        with (paths.logs / "job-live.log").open("ab") as out:
-            job = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pagestream_spark.main",
-                    *job_args(
-                        bootstrap,
-                        live,
-                        postgres.port,
-                        "bench_live",
-                        paths.state / "ckpt-live",
-                        metrics_port,
-                        **{
-                            "trigger-interval": args.steady_trigger,
-                            "kafka-starting-offsets": "latest",
-                        },
-                    ),
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-        def histograms() -> dict[str, list[tuple[float, float]]]:
-            url = f"http://127.0.0.1:{metrics_port}/metrics"
-            text = urllib.request.urlopen(url, timeout=10).read().decode()
-            return {name: histogram_buckets(text, metric) for name, metric in LATENCIES.items()}
-
-        try:
-            time.sleep(25)  # JVM start, migrations, first empty batches
-            # Traffic starts with the first data batch's one-off costs (Kafka consumers, JIT)
-            # and the catch-up after it; the steady window starts --steady-warmup seconds in.
-            sender = subprocess.Popen(
-                simulator_command(
-                    bootstrap,
-                    live,
-                    "--rate",
-                    str(args.steady_rate),
-                    "--duration",
-                    f"{args.steady_warmup + args.steady_seconds}s",
-                    "--seed",
-                    "7",
-                    "--late-rate",
-                    "0",
-                    "--bot-share",
-                    "0.05",
-                )
-            )
-            time.sleep(args.steady_warmup)
-            at_window_start = histograms()
-            if sender.wait(args.steady_warmup + args.steady_seconds + 120) != 0:
-                raise RuntimeError("the simulator failed; see its output above")
-            time.sleep(5)
-            at_end = histograms()
-        finally:
-            job.terminate()
-            job.wait(120)
-        window = {
-            name: [
-                (bound, count - before)
-                for (bound, count), (_, before) in zip(
-                    at_end[name], at_window_start[name], strict=True
-                )
-            ]
-            for name in LATENCIES
-        }
-        results["freshness_at_steady_rate"] = {
-            "rate_events_per_second": args.steady_rate,
-            "seconds": args.steady_seconds,
-            "trigger": args.steady_trigger,
-            "warm_up_seconds_excluded": args.steady_warmup,
-            **freshness_quantiles(window["freshness"]),
-            "including_warm_up": freshness_quantiles(at_end["freshness"]),
-            # Kafka record timestamp (ms) to commit: the pipeline's delay without the up to
-            # one second of whole-second event times.
-            "ingest_latency": freshness_quantiles(window["ingest_latency"]),
-        }
-        print("freshness:", results["freshness_at_steady_rate"], flush=True)
+        results["driver_memory"] = args.driver_memory
+        if not args.drain_only:
+            measure_baselines_and_freshness(args, results, paths, kafka, postgres, env, servers)
     finally:
         stack.down()
     path = write_result(
-        "job_throughput",
+        "job_throughput.partial" if args.drain_only else "job_throughput",
         {
             "results": results,
             "targets": {
@@ -588,6 +465,158 @@ def main() -> int:
     print(json.dumps(results, indent=2))
     print(f"written {path}")
     return 0
+
+
+def measure_baselines_and_freshness(
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    paths: StackPaths,
+    kafka: Kafka,
+    postgres: Postgres,
+    env: dict[str, str],
+    servers: dict[str, int],
+) -> None:
+    """The two baseline jobs on the same backlog, the ratios, and freshness at a steady rate."""
+    bootstrap, topic = kafka.bootstrap_servers, "bench.backlog"
+    records = results["backlog"]["records_in_topic"]
+
+    def baseline(script: str, name: str) -> Measured:
+        return run_measured(
+            [
+                sys.executable,
+                str(Path(__file__).parent / script),
+                bootstrap,
+                topic,
+                postgres.jdbc_url(),
+                postgres.password,
+                str(paths.state / f"ckpt-{name}"),
+                str(args.max_offsets),
+            ],
+            env,
+            paths.logs / f"{name}.log",
+            servers,
+        )
+
+    tutorial = baseline("baseline_tutorial_job.py", "baseline")
+    results["baseline_tutorial"] = {
+        "records": records,
+        "seconds_wall_including_startup": round(tutorial.seconds, 1),
+        "records_per_second": round(records / tutorial.seconds),
+        "peak_rss_mib": tutorial.peak_rss_mib,
+        "cpu_whole_run": tutorial.cpu(records),
+    }
+    print("tutorial baseline:", results["baseline_tutorial"], flush=True)
+
+    udf_jdbc = baseline("baseline_udf_jdbc_job.py", "baseline-udf-jdbc")
+    results["baseline_udf_jdbc"] = {
+        "records": records,
+        "seconds_wall_including_startup": round(udf_jdbc.seconds, 1),
+        "records_per_second": round(records / udf_jdbc.seconds),
+        "peak_rss_mib": udf_jdbc.peak_rss_mib,
+        "peak_rss_mib_by_process": udf_jdbc.sampler.peak_rss_mib(),
+        "cpu_whole_run": udf_jdbc.cpu(records),
+        # What it stored, beside pagestream's counts above (it deduplicates within a
+        # micro-batch only and keeps no dead letters: see its docstring).
+        "stored_rows": stored_rows(
+            postgres.dsn(),
+            "baseline_udf",
+            UDF_JDBC_TABLES,
+        ),
+    }
+    print("UDF + JDBC baseline:", results["baseline_udf_jdbc"], flush=True)
+
+    ours = results["pagestream"]["records_per_second"]
+    results["vs_consumer_ceiling"] = round(
+        ours / results["kafka_consumer_ceiling"]["records_per_second"], 3
+    )
+    results["vs_udf_jdbc_baseline"] = round(
+        ours / results["baseline_udf_jdbc"]["records_per_second"], 2
+    )
+    results["vs_tutorial_baseline"] = round(
+        ours / results["baseline_tutorial"]["records_per_second"], 2
+    )
+
+    # Freshness at a steady rate.
+    live = "bench.live"
+    kafka.ensure_topic(live, PARTITIONS)
+    metrics_port = free_port()
+    with (paths.logs / "job-live.log").open("ab") as out:
+        job = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pagestream_spark.main",
+                *job_args(
+                    bootstrap,
+                    live,
+                    postgres.port,
+                    "bench_live",
+                    paths.state / "ckpt-live",
+                    metrics_port,
+                    **{
+                        "trigger-interval": args.steady_trigger,
+                        "kafka-starting-offsets": "latest",
+                    },
+                ),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def histograms() -> dict[str, list[tuple[float, float]]]:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        return {name: histogram_buckets(text, metric) for name, metric in LATENCIES.items()}
+
+    try:
+        time.sleep(25)  # JVM start, migrations, first empty batches
+        # Traffic starts with the first data batch's one-off costs (Kafka consumers, JIT)
+        # and the catch-up after it; the steady window starts --steady-warmup seconds in.
+        sender = subprocess.Popen(
+            simulator_command(
+                bootstrap,
+                live,
+                "--rate",
+                str(args.steady_rate),
+                "--duration",
+                f"{args.steady_warmup + args.steady_seconds}s",
+                "--seed",
+                "7",
+                "--late-rate",
+                "0",
+                "--bot-share",
+                "0.05",
+            )
+        )
+        time.sleep(args.steady_warmup)
+        at_window_start = histograms()
+        if sender.wait(args.steady_warmup + args.steady_seconds + 120) != 0:
+            raise RuntimeError("the simulator failed; see its output above")
+        time.sleep(5)
+        at_end = histograms()
+    finally:
+        job.terminate()
+        job.wait(120)
+    window = {
+        name: [
+            (bound, count - before)
+            for (bound, count), (_, before) in zip(at_end[name], at_window_start[name], strict=True)
+        ]
+        for name in LATENCIES
+    }
+    results["freshness_at_steady_rate"] = {
+        "rate_events_per_second": args.steady_rate,
+        "seconds": args.steady_seconds,
+        "trigger": args.steady_trigger,
+        "warm_up_seconds_excluded": args.steady_warmup,
+        **freshness_quantiles(window["freshness"]),
+        "including_warm_up": freshness_quantiles(at_end["freshness"]),
+        # Kafka record timestamp (ms) to commit: the pipeline's delay without the up to
+        # one second of whole-second event times.
+        "ingest_latency": freshness_quantiles(window["ingest_latency"]),
+    }
+    print("freshness:", results["freshness_at_steady_rate"], flush=True)
 
 
 if __name__ == "__main__":
