@@ -116,12 +116,17 @@ DRIVER_MEMORY = "2g"
 
 
 def job_env(
-    paths: StackPaths, postgres: Postgres, driver_memory: str = DRIVER_MEMORY
+    paths: StackPaths,
+    postgres: Postgres,
+    driver_memory: str = DRIVER_MEMORY,
+    driver_java_options: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The streaming job's environment on a benchmark stack."""
     return {
         **os.environ,
-        **job_environment(paths, driver_memory=driver_memory),
+        **job_environment(
+            paths, driver_memory=driver_memory, driver_java_options=driver_java_options
+        ),
         "PAGESTREAM_POSTGRES_PASSWORD": postgres.password,
         "PAGESTREAM_PII_HASH_KEY": "bench",
     }
@@ -353,6 +358,13 @@ def main() -> int:
     parser.add_argument("--max-offsets", type=int, default=MAX_OFFSETS, help="per micro-batch")
     parser.add_argument("--driver-memory", default=DRIVER_MEMORY, help="the Spark driver's heap")
     parser.add_argument(
+        "--driver-java-option",
+        action="append",
+        default=[],
+        help="a JVM flag for the job's driver, e.g. -XX:StartFlightRecording=filename=drain.jfr "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--drain-only",
         action="store_true",
         help="only the backlog, the ceilings and pagestream's drain (no baselines, no freshness); "
@@ -364,7 +376,7 @@ def main() -> int:
     paths, stack, kafka, postgres = fresh_stack(BENCH_STATE)
     bootstrap = kafka.bootstrap_servers
     servers = server_pids(kafka, postgres)
-    env = job_env(paths, postgres, args.driver_memory)
+    env = job_env(paths, postgres, args.driver_memory, tuple(args.driver_java_option))
     results: dict[str, Any] = {}
     try:
         topic = "bench.backlog"

@@ -57,11 +57,20 @@ def class_archive_options(paths: StackPaths) -> dict[str, str]:
 
 
 def local_spark_conf(
-    paths: StackPaths, *, cores: int = 2, driver_memory: str = "2g"
+    paths: StackPaths,
+    *,
+    cores: int = 2,
+    driver_memory: str = "2g",
+    driver_java_options: tuple[str, ...] = (),
 ) -> dict[str, str]:
+    """``driver_java_options``: more JVM flags for the driver (a benchmark's profiler, say),
+    after the class-data archive's."""
     scratch = paths.component_dir("spark")
+    java_options = " ".join(
+        filter(None, [*class_archive_options(paths).values(), *driver_java_options])
+    )
     return {
-        **class_archive_options(paths),
+        **({"spark.driver.extraJavaOptions": java_options} if java_options else {}),
         "spark.master": f"local[{cores}]",
         "spark.driver.memory": driver_memory,
         "spark.jars": ",".join(str(j) for j in spark_connector_jars(paths)),
@@ -96,13 +105,19 @@ def local_spark_session(paths: StackPaths, app_name: str, **conf_overrides: str)
 
 
 def job_environment(
-    paths: StackPaths, *, cores: int = 2, driver_memory: str = "2g"
+    paths: StackPaths,
+    *,
+    cores: int = 2,
+    driver_memory: str = "2g",
+    driver_java_options: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Environment that makes ``python -m pagestream_spark.main`` start Spark in local mode with
     the pre-fetched jars (pyspark reads PYSPARK_SUBMIT_ARGS when it launches its JVM)."""
     import shlex
 
-    conf = local_spark_conf(paths, cores=cores, driver_memory=driver_memory)
+    conf = local_spark_conf(
+        paths, cores=cores, driver_memory=driver_memory, driver_java_options=driver_java_options
+    )
     args = [
         "--master",
         conf.pop("spark.master"),
