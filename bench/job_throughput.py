@@ -291,7 +291,8 @@ def copy_ceiling(dsn: str, schema: str) -> dict[str, float]:
 
         buf = io.BytesIO()
         with conn.cursor() as cur:
-            cur.copy_expert(f"COPY {schema}.fact_page_views TO STDOUT", buf)
+            # A partitioned table copies out only through a query.
+            cur.copy_expert(f"COPY (SELECT * FROM {schema}.fact_page_views) TO STDOUT", buf)
         data = buf.getvalue()
         repeats = max(1, round(consumed / max(facts, 1)))
         started = time.monotonic()
