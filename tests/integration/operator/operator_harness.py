@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -93,6 +94,29 @@ def objects(api: client.ApiClient) -> client.CustomObjectsApi:
 @pytest.fixture(scope="session")
 def core(api: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api)
+
+
+def write_sa_kubeconfig(
+    core: client.CoreV1Api, kube: KubeControlPlane, account: str, namespace: str, path: Path
+) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount ``account`` with a fresh token. It names
+    the CA file rather than inlining it: the Kubernetes client writes inline data to temporary
+    files that only an orderly exit removes, and tests kill operators."""
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    cluster = {"server": kube.server, "certificate-authority": str(kube.pki / "ca.crt")}
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    return path
 
 
 @dataclass

@@ -10,7 +10,6 @@ kubeconfig the operator runs with. What an account may do is asked of the API se
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -31,6 +30,7 @@ from operator_harness import (
     conditions,
     eventually,
     pipeline_body,
+    write_sa_kubeconfig,
 )
 
 from pagestream.stack.helm import Helm
@@ -172,34 +172,12 @@ def test_chart_rbac_is_least_privilege(chart_rbac: str) -> None:
     assert own_configmap["resourceNames"] == [f"{SERVICE_ACCOUNT}-data-plane"]
 
 
-def write_sa_kubeconfig(
-    core: client.CoreV1Api, kube: KubeControlPlane, account: str, path: Path
-) -> Path:
-    token = core.create_namespaced_service_account_token(
-        account, RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    ca = base64.b64encode((kube.pki / "ca.crt").read_bytes()).decode()
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "local", "cluster": {"server": kube.server, "certificate-authority-data": ca}}
-        ],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture(scope="module")
 def sa_kubeconfig(
     chart_rbac: str, core: client.CoreV1Api, kube: KubeControlPlane, stack_paths: StackPaths
 ) -> Path:
     return write_sa_kubeconfig(
-        core, kube, SERVICE_ACCOUNT, stack_paths.state / "operator-sa.kubeconfig"
+        core, kube, SERVICE_ACCOUNT, RELEASE_NS, stack_paths.state / "operator-sa.kubeconfig"
     )
 
 
@@ -413,7 +391,11 @@ def test_the_scoped_operator_serves_its_namespace_with_only_those_rights(
     never tried a cluster-wide list or watch of pipelines or their children."""
     watched, other = two_namespaces
     kubeconfig = write_sa_kubeconfig(
-        core, kube, SCOPED_SERVICE_ACCOUNT, stack_paths.state / "operator-scoped.kubeconfig"
+        core,
+        kube,
+        SCOPED_SERVICE_ACCOUNT,
+        RELEASE_NS,
+        stack_paths.state / "operator-scoped.kubeconfig",
     )
     here, there = Cluster(objects, core, watched), Cluster(objects, core, other)
     there.create(pipeline_body("unwatched"))

@@ -5,16 +5,14 @@ rather than restarted; and readiness follows RBAC as it is granted."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from operator_harness import OperatorProcess, eventually
+from operator_harness import OperatorProcess, eventually, write_sa_kubeconfig
 
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import StackPaths
@@ -89,29 +87,9 @@ def unbound_account(
             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
         }
     )
-    token = core.create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    ca = base64.b64encode((kube.pki / "ca.crt").read_bytes()).decode()
-    kubeconfig = stack_paths.state / f"operator-{namespace}.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {"server": kube.server, "certificate-authority-data": ca},
-                    }
-                ],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
-                "current-context": "sa",
-            }
-        )
+    kubeconfig = write_sa_kubeconfig(
+        core, kube, account, namespace, stack_paths.state / f"operator-{namespace}.kubeconfig"
     )
-    kubeconfig.chmod(0o600)
     yield namespace, account, kubeconfig
     rbac.delete_cluster_role_binding(role)
     rbac.delete_cluster_role(role)

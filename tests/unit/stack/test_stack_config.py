@@ -11,7 +11,12 @@ from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS
 from pagestream.stack.kafka import Kafka, _kafka_uuid
 from pagestream.stack.paths import StackPaths, content_key
 from pagestream.stack.prometheus import Prometheus
-from pagestream.stack.spark import class_archive_options, class_archive_path
+from pagestream.stack.spark import (
+    class_archive_options,
+    class_archive_path,
+    job_environment,
+    local_spark_conf,
+)
 
 
 @pytest.fixture
@@ -54,6 +59,22 @@ def test_the_driver_uses_the_class_archive_only_once_it_exists(paths: StackPaths
     assert class_archive_options(paths) == {
         "spark.driver.extraJavaOptions": f"-XX:SharedArchiveFile={archive}"
     }
+
+
+def test_the_driver_jvm_keeps_its_temporary_files_under_the_stack_state(paths: StackPaths) -> None:
+    archive = class_archive_path(paths)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"")
+    conf = local_spark_conf(paths, driver_java_options=("-XX:+FlightRecorder",))
+    tmpdir = paths.state / "spark" / "job-tmp"
+    assert conf["spark.driver.extraJavaOptions"].split() == [
+        f"-XX:SharedArchiveFile={archive}",
+        f"-Djava.io.tmpdir={tmpdir}",
+        "-XX:+FlightRecorder",
+    ]
+    assert conf["spark.local.dir"] == str(paths.state / "spark" / "tmp")
+    assert job_environment(paths)["TMPDIR"] == str(tmpdir)
+    assert tmpdir.is_dir()
 
 
 def test_kafka_cluster_id_is_22_char_urlsafe_base64() -> None:

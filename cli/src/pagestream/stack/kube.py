@@ -179,26 +179,26 @@ class KubeControlPlane:
         )
 
     def _write_kubeconfig(self) -> None:
-        import base64
-
-        def b64(name: str) -> str:
-            return base64.b64encode((self.pki / name).read_bytes()).decode()
-
+        # Files named, not inlined: the Python Kubernetes client copies inline certificates and
+        # keys to temporary files that only an orderly exit removes.
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
                 {
                     "name": "pagestream-local",
-                    "cluster": {"server": self.server, "certificate-authority-data": b64("ca.crt")},
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(self.pki / "ca.crt"),
+                    },
                 }
             ],
             "users": [
                 {
                     "name": ADMIN_USER,
                     "user": {
-                        "client-certificate-data": b64("admin.crt"),
-                        "client-key-data": b64("admin.key"),
+                        "client-certificate": str(self.pki / "admin.crt"),
+                        "client-key": str(self.pki / "admin.key"),
                     },
                 }
             ],

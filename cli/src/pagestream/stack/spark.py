@@ -56,6 +56,19 @@ def class_archive_options(paths: StackPaths) -> dict[str, str]:
     return {"spark.driver.extraJavaOptions": f"-XX:SharedArchiveFile={archive}"}
 
 
+def job_tmpdir(paths: StackPaths) -> Path:
+    """Where a local Spark job's own temporary files go: the JVM's (spark-submit's staging
+    directory, the artifact root, lz4-java's extracted native library), which
+    ``spark.local.dir`` does not cover, and Python's (pyspark's gateway handshake directory).
+    A job killed rather than stopped leaves them behind; under the stack's state they go when
+    the stack does."""
+    return paths.component_dir("spark") / "job-tmp"
+
+
+def java_tmpdir_option(paths: StackPaths) -> str:
+    return f"-Djava.io.tmpdir={job_tmpdir(paths)}"
+
+
 def local_spark_conf(
     paths: StackPaths,
     *,
@@ -64,13 +77,17 @@ def local_spark_conf(
     driver_java_options: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """``driver_java_options``: more JVM flags for the driver (a benchmark's profiler, say),
-    after the class-data archive's."""
+    after the class-data archive's and the temporary directory's."""
     scratch = paths.component_dir("spark")
     java_options = " ".join(
-        filter(None, [*class_archive_options(paths).values(), *driver_java_options])
+        [
+            *class_archive_options(paths).values(),
+            java_tmpdir_option(paths),
+            *driver_java_options,
+        ]
     )
     return {
-        **({"spark.driver.extraJavaOptions": java_options} if java_options else {}),
+        "spark.driver.extraJavaOptions": java_options,
         "spark.master": f"local[{cores}]",
         "spark.driver.memory": driver_memory,
         "spark.jars": ",".join(str(j) for j in spark_connector_jars(paths)),
@@ -96,6 +113,7 @@ def local_spark_session(paths: StackPaths, app_name: str, **conf_overrides: str)
     # interface and warns that the hostname resolves to loopback.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    job_tmpdir(paths).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
     for key, value in (local_spark_conf(paths) | conf_overrides).items():
         builder = builder.config(key, value)
@@ -112,8 +130,11 @@ def job_environment(
     driver_java_options: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Environment that makes ``python -m pagestream_spark.main`` start Spark in local mode with
-    the pre-fetched jars (pyspark reads PYSPARK_SUBMIT_ARGS when it launches its JVM)."""
+    the pre-fetched jars (pyspark reads PYSPARK_SUBMIT_ARGS when it launches its JVM). Creates
+    the job's temporary directory, which must exist before the job starts."""
     import shlex
+
+    job_tmpdir(paths).mkdir(parents=True, exist_ok=True)
 
     conf = local_spark_conf(
         paths, cores=cores, driver_memory=driver_memory, driver_java_options=driver_java_options
@@ -131,6 +152,7 @@ def job_environment(
     return {
         "PYSPARK_SUBMIT_ARGS": shlex.join([*args, "pyspark-shell"]),
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "TMPDIR": str(job_tmpdir(paths)),
     }
 
 
@@ -172,7 +194,9 @@ def _exercise_and_dump(cache: Path, partial: Path) -> None:
     with tempfile.TemporaryDirectory() as state:
         paths = StackPaths(cache=cache, state=Path(state))
         # Signed jars and old class files are left out of the archive, one warning each.
-        java_options = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
+        java_options = (
+            f"{java_tmpdir_option(paths)} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
+        )
         spark = local_spark_session(
             paths, "pagestream-class-archive", **{"spark.driver.extraJavaOptions": java_options}
         )
