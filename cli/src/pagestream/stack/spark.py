@@ -193,7 +193,9 @@ def _exercise_and_dump(cache: Path, partial: Path) -> None:
 
     with tempfile.TemporaryDirectory() as state:
         paths = StackPaths(cache=cache, state=Path(state))
-        # Signed jars and old class files are left out of the archive, one warning each.
+        # Signed jars and old class files are left out of the archive, one warning each. These
+        # options replace the driver's rather than add to them: a JVM that maps an existing
+        # archive refuses to dump a new one ("DynamicDumpSharedSpaces is unsupported").
         java_options = (
             f"{java_tmpdir_option(paths)} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"
         )
