@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from node_harness import get_json
 
 from pagestream.stack.node.node import LocalNode
 from pagestream.stack.node.release import AppRelease
-from pagestream.stack.node.skaffold import skaffold
+from pagestream.stack.node.skaffold import DockerApi, skaffold
 from pagestream.stack.paths import REPO_ROOT
 
 pytestmark = pytest.mark.node
@@ -89,3 +90,18 @@ def test_skaffold_run_deploys_and_a_change_under_operator_rebuilds_only_the_oper
     assert after["spec"]["containers"][0]["image"] != image_before
     ready = {c["type"]: c["status"] for c in after["status"]["conditions"]}
     assert ready["Ready"] == "True"
+
+
+def test_another_nodes_teardown_leaves_this_nodes_image_api_serving(
+    deployed: LocalNode, tmp_path: Path
+) -> None:
+    """Podman's API is one per image storage, shared by every node here: taking down another
+    node (a test session ending what a dead one left: its node's `down`) must not stop the
+    service this node's skaffold talks to, nor delete its socket."""
+    api = DockerApi(deployed)
+    api.start()
+    other = LocalNode(replace(deployed.paths, state=tmp_path / "state"))
+    other.home.mkdir(parents=True)
+    DockerApi(other).stop()
+    assert api.process.running() and api.served()
+    assert api.socket.exists()

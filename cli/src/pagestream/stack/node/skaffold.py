@@ -9,9 +9,11 @@ on a private socket, over the same image storage buildah writes, provides that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -68,7 +70,12 @@ def prepare_release(node: LocalNode, checkout: Path) -> Path:
 @dataclass
 class DockerApi:
     """Podman's Docker-compatible API over pagestream's image storage, on a private socket.
-    One per image storage: Podman ties its run folder to the storage it serves."""
+
+    Podman ties its run folder to the storage it serves, so the run folder (and the socket in
+    it) is one per image storage, shared by every node on this machine; the service's pid file
+    is the node's own, under its state folder. So taking down one node (its `down`, its
+    session's watchdog, the next test session ending what a dead one left) never stops the
+    service another node's skaffold is using."""
 
     node: LocalNode
 
@@ -90,16 +97,30 @@ class DockerApi:
     def process(self) -> ManagedProcess:
         return ManagedProcess(
             "docker-api",
-            self.run_dir / "docker-api.pid",
+            self.node.home / "docker-api.pid",
             self.node.paths.logs / "docker-api.log",
             tied=self.node.paths.tied,
         )
+
+    def served(self) -> bool:
+        """Whether a service (this node's or another's) answers on the socket."""
+        with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def start(self) -> str:
         podman = shutil.which("podman")
         if not podman:
             raise StackError("skaffold on the node needs podman", hint="apt-get install podman")
         if not self.process.running():
+            if self.served():
+                raise StackError(
+                    f"another node's skaffold is using podman's API over {self.storage}",
+                    hint="let that skaffold finish, or take that node down, then run this again",
+                )
             self.run_dir.mkdir(mode=0o700, exist_ok=True)
             self.socket.unlink(missing_ok=True)
             self.process.start(
@@ -131,8 +152,10 @@ class DockerApi:
         return f"unix://{self.socket}"
 
     def stop(self) -> None:
+        """Stop this node's service; remove the run folder unless another node's is serving."""
         self.process.stop(timeout=10)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if not self.served():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def skaffold(
