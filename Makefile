@@ -3,6 +3,10 @@ SHELL := bash
 .DEFAULT_GOAL := help
 UV := python3 -m uv
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, one per core: the node tests (about half the session, much of it
+# spent waiting on pods) run on one while the other works through everything else. The groups
+# and their order are in tests/conftest.py; `PYTEST_WORKERS=` runs the session in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: help bootstrap run down status test test-unit test-integration lint format clean-state
 
@@ -27,13 +31,13 @@ test: ## the whole test suite: installs everything it needs, lints, runs unit an
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 	$(UV) run --locked lint-imports
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-unit: ## fast unit tests only (no servers)
 	$(UV) run --locked pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: ## integration tests against the real servers
-	$(UV) run --locked pytest tests/integration $(PYTEST_ARGS)
+	$(UV) run --locked pytest tests/integration $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: ## the checks make test runs before the tests: ruff lint and format, mypy, import contracts
 	$(UV) run --locked ruff check .
