@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import time
@@ -79,6 +80,11 @@ def cmd_stack_env(args: argparse.Namespace) -> int:
     return 0
 
 
+# One step of `pagestream install`: what it makes, and the call that makes it (and returns a
+# path or a summary, printed as text).
+InstallStep = tuple[str, Callable[[], object]]
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     """Fetch and build every pinned artifact into the cache, so later starts are offline."""
     from pagestream.stack.artifacts import (
@@ -86,53 +92,113 @@ def cmd_install(args: argparse.Namespace) -> int:
         HELM_TOOLS,
         K8S_TOOLS,
         KSTATUS_TOOLS,
+        PLATFORM_BUILDS,
+        PROMETHEUS_OPERATOR_TOOLS,
         PROVISIONER_TOOLS,
         SKAFFOLD_TOOLS,
         go_binaries,
         maven_jars,
         pause_binary,
+        upstream_binaries,
     )
     from pagestream.stack.crds import upstream_crds
     from pagestream.stack.spark import build_class_archive
 
     paths = StackPaths.default()
-    # Each step returns what it made (a path, or a summary), printed as text.
-    steps: list[tuple[str, Callable[[], object]]] = [
+    fetches: list[InstallStep] = [
         ("Kafka broker jars", lambda: maven_jars(paths.cache, "kafka")),
         ("Spark connector jars", lambda: maven_jars(paths.cache, "spark")),
         ("Spark driver class-data archive", lambda: build_class_archive(paths)),
     ]
-    if args.kube:
-        steps += [
+    if not args.kube:
+        _run_install_lanes([fetches], [])
+        print(f"cache: {paths.cache}")
+        return 0
+    # Two lanes at once: the Go builds (CPU, each `go build` already on every core) and
+    # everything else (downloads, debootstrap, buildah: mostly waiting on the network and the
+    # disk), which on a cold cache would otherwise wait out half an hour of compiling. The
+    # platform images come last: they need the lanes' binaries and images both.
+    go_builds: list[InstallStep] = [
+        (
+            "Kubernetes (control plane, kubelet, kube-proxy, kubectl) and etcd",
+            lambda: go_binaries(paths.cache, K8S_TOOLS),
+        ),
+        ("CoreDNS", lambda: go_binaries(paths.cache, COREDNS_TOOLS)),
+        ("the node's volume provisioner", lambda: go_binaries(paths.cache, PROVISIONER_TOOLS)),
+        ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
+        ("skaffold", lambda: go_binaries(paths.cache, SKAFFOLD_TOOLS)),
+        (
+            "kstatus (the operator tests' status check)",
+            lambda: go_binaries(paths.cache, KSTATUS_TOOLS),
+        ),
+        (
+            "prometheus-operator and its config reloader",
+            lambda: go_binaries(paths.cache, PROMETHEUS_OPERATOR_TOOLS),
+        ),
+        *(
             (
-                "Kubernetes (control plane, kubelet, kube-proxy, kubectl) and etcd",
-                lambda: go_binaries(paths.cache, K8S_TOOLS),
-            ),
-            ("CoreDNS", lambda: go_binaries(paths.cache, COREDNS_TOOLS)),
-            ("the pod sandbox's pause binary", lambda: pause_binary(paths.cache)),
-            ("the node's volume provisioner", lambda: go_binaries(paths.cache, PROVISIONER_TOOLS)),
-            ("helm", lambda: go_binaries(paths.cache, HELM_TOOLS)),
-            ("skaffold", lambda: go_binaries(paths.cache, SKAFFOLD_TOOLS)),
-            (
-                "kstatus (the operator tests' status check)",
-                lambda: go_binaries(paths.cache, KSTATUS_TOOLS),
-            ),
-            (
-                "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
-                lambda: upstream_crds(paths.cache),
-            ),
-            ("pagestream's images (operator, simulator, spark)", lambda: _build_images(paths)),
-            (
-                "the platform's operators and images (spark-operator, CloudNativePG, PostgreSQL, "
-                "prometheus-operator, Prometheus, Kafka)",
-                lambda: _build_platform_images(paths),
-            ),
-        ]
-    for i, (what, step) in enumerate(steps, 1):
-        print(f"[{i}/{len(steps)}] {what} ...", flush=True)
-        print(f"      {step()}", flush=True)
+                f"{build.name} {build.version()}",
+                functools.partial(upstream_binaries, paths.cache, build),
+            )
+            for build in PLATFORM_BUILDS
+        ),
+    ]
+    fetches += [
+        ("the pod sandbox's pause binary", lambda: pause_binary(paths.cache)),
+        (
+            "upstream CRDs (spark-operator, Strimzi, prometheus-operator, CloudNativePG)",
+            lambda: upstream_crds(paths.cache),
+        ),
+        ("pagestream's images (operator, simulator, spark)", lambda: _build_images(paths)),
+    ]
+    last: list[InstallStep] = [
+        (
+            "the platform's images (spark-operator, CloudNativePG, PostgreSQL, "
+            "prometheus-operator, Prometheus, Kafka)",
+            lambda: _build_platform_images(paths),
+        ),
+    ]
+    _run_install_lanes([go_builds, fetches], last)
     print(f"cache: {paths.cache}")
     return 0
+
+
+def _run_install_lanes(lanes: Sequence[Sequence[InstallStep]], then: Sequence[InstallStep]) -> None:
+    """Run the lanes at the same time, each step after the one before it in its lane, then the
+    ``then`` steps; each step's start and end are printed as they happen. After an error no
+    lane starts another step; the first error is raised once the steps running have ended."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    total = sum(map(len, lanes)) + len(then)
+    numbered = iter(range(1, total + 1))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def run(steps: Sequence[InstallStep]) -> None:
+        for what, step in steps:
+            if failed.is_set():
+                return
+            with lock:
+                number = next(numbered)
+                print(f"[{number}/{total}] {what} ...", flush=True)
+            started = time.monotonic()
+            try:
+                made = step()
+            except BaseException:
+                failed.set()
+                raise
+            with lock:
+                print(
+                    f"[{number}/{total}] done in {time.monotonic() - started:.0f} s: {made}",
+                    flush=True,
+                )
+
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="install") as pool:
+        futures = [pool.submit(run, lane) for lane in lanes]
+    for future in futures:
+        future.result()
+    run(then)
 
 
 def _build_images(paths: StackPaths) -> str:
