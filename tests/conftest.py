@@ -40,14 +40,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class NodeTestsTogether(LoadFileScheduling):  # type: ignore[misc]
+    class NodeTestsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return _work_unit(nodeid)
 
     return NodeTestsTogether(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A node test outside NODE_TESTS would start a second node on another worker: refuse it.
     On an xdist worker, put the node tests first: at about half the session's time they are the
