@@ -90,13 +90,16 @@ def _survivors(processes: dict[int, tuple[float, int, str]]) -> list[str]:
     ]
 
 
-def _shared_memory_ids(folder: Path) -> list[int]:
-    """The SysV shared memory segments of the PostgreSQL servers running under ``folder``
-    (line 7 of a data folder's postmaster.pid: "key id")."""
-    return sorted(
-        int(pid_file.read_text().splitlines()[6].split()[1])
-        for pid_file in folder.rglob("postmaster.pid")
-    )
+def _shared_memory_ids(postmasters: list[int]) -> list[int]:
+    """The SysV shared memory segments of these PostgreSQL servers (line 7 of postmaster.pid
+    in the data folder each was started on, ``-D``: "key id"). The data folder may lie outside
+    the run's folder (FALLBACK_DATA_ROOT, when the service user cannot reach it)."""
+    ids = []
+    for pid in postmasters:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        data_dir = Path(argv[argv.index("-D") + 1])
+        ids.append(int((data_dir / "postmaster.pid").read_text().splitlines()[6].split()[1]))
+    return sorted(ids)
 
 
 def _segments() -> set[int]:
@@ -151,7 +154,7 @@ def test_a_killed_session_leaves_no_server_running(stack_paths: StackPaths, tmp_
         # The watchdog, forked off by the session at start, in a session of its own.
         watchdog = int((run_dir / "watchdog.pid").read_text())
         assert pid_alive(watchdog) and watchdog not in tree
-        segments = _shared_memory_ids(run_dir)
+        segments = _shared_memory_ids([postgres, detached])
         assert len(segments) == 2 and set(segments) <= _segments()
 
         # 1. The tie alone: the watchdog held, the session killed.

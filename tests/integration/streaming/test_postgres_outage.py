@@ -28,6 +28,7 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[LocalStack, Postgres]]:
     assert isinstance(server, Postgres)
     yield stack, server
     stack.down()
+    server.remove_data()  # its data may lie outside tmp_path (FALLBACK_DATA_ROOT)
 
 
 def test_job_rides_out_a_postgres_restart_without_losing_or_doubling_a_record(

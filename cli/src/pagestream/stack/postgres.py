@@ -78,6 +78,35 @@ def traversable_by(path: Path, user: str) -> bool:
 # Where the data folder goes when the service user cannot reach the stack's state folder
 # (a state folder under /root, say): one subfolder per state folder, so stacks never share.
 FALLBACK_DATA_ROOT = Path("/var/lib/pagestream/postgres")
+# In a fallback folder: the state folder it belongs to. Deleting a state folder (pytest's
+# tmp_path rotation, the test-run reaper) cannot reach the data outside it; the next initdb
+# removes such orphans.
+FALLBACK_OWNER = "owner"
+
+
+def _postmaster_alive(data_dir: Path) -> bool:
+    """Whether a server runs on ``data_dir`` (line 1 of postmaster.pid is its pid)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def prune_orphaned_data_roots(root: Path = FALLBACK_DATA_ROOT) -> list[Path]:
+    """Remove the fallback data folders whose state folder is gone and whose server is not
+    running; return them."""
+    removed = []
+    for folder in sorted(root.glob("*")) if root.is_dir() else []:
+        try:
+            owner = Path((folder / FALLBACK_OWNER).read_text().strip())
+        except OSError:
+            continue  # not ours, or still being created: leave it
+        if owner.exists() or _postmaster_alive(folder / "data"):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 @dataclass
@@ -150,9 +179,12 @@ class Postgres:
             self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
             self.password_file.chmod(0o600)
         root = self.data_root
-        root.mkdir(parents=True, exist_ok=True)
         if root != self.home:
+            prune_orphaned_data_roots(root.parent)
+            root.mkdir(parents=True, exist_ok=True)
+            (root / FALLBACK_OWNER).write_text(f"{self.home.resolve()}\n")
             (self.home / "data-location").write_text(f"{root}\n")
+        root.mkdir(parents=True, exist_ok=True)
         staging = root / "initdb"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
@@ -283,3 +315,10 @@ class Postgres:
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
         self.process.stop(timeout=60, sig=signal.SIGINT)
+
+    def remove_data(self) -> None:
+        """Stop the server and delete its data, the fallback folder outside the state too."""
+        self.stop()
+        data = self.data_root if self.data_root != self.home else self.data_dir
+        if data.exists():
+            shutil.rmtree(data)
