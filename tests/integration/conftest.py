@@ -27,7 +27,7 @@ from pagestream.stack.helm import Helm
 from pagestream.stack.kafka import Kafka
 from pagestream.stack.kube import KubeControlPlane
 from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
-from pagestream.stack.postgres import Postgres
+from pagestream.stack.postgres import Postgres, prune_orphaned_data_roots
 from pagestream.stack.process import pid_alive
 from pagestream.stack.prometheus import Prometheus
 from pagestream.stack.stack import LocalStack
@@ -52,6 +52,7 @@ def _reap_old_runs() -> None:
         end_leftovers(run_dir, default_cache_dir())
     for run_dir in finished[: max(0, len(finished) - KEEP_RUNS)]:
         shutil.rmtree(run_dir, ignore_errors=True)
+    prune_orphaned_data_roots()  # their PostgreSQL data, where it lay outside them
 
 
 @pytest.fixture(scope="session")

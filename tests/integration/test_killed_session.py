@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from pagestream.stack.paths import REPO_ROOT, StackPaths
+from pagestream.stack.postgres import prune_orphaned_data_roots
 from pagestream.stack.process import (
     pid_alive,
     popen_tied,
@@ -179,5 +180,7 @@ def test_a_killed_session_leaves_no_server_running(stack_paths: StackPaths, tmp_
             os.kill(watchdog, signal.SIGCONT)
         if run_dir is not None:
             end_leftovers(run_dir, stack_paths.cache)
-    # Passed: the killed run's folder is of no use (it would push a real run's logs out).
+    # Passed: the killed run's folder is of no use (it would push a real run's logs out), nor
+    # are its servers' data folders outside it.
     shutil.rmtree(run_dir, ignore_errors=True)
+    prune_orphaned_data_roots()
