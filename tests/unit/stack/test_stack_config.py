@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pagestream.cli import build_parser
+from pagestream.stack import spark as spark_module
 from pagestream.stack.artifacts import HELM_TOOLS, K8S_TOOLS
 from pagestream.stack.kafka import Kafka, _kafka_uuid
 from pagestream.stack.paths import StackPaths, content_key
@@ -16,6 +17,7 @@ from pagestream.stack.spark import (
     class_archive_path,
     job_environment,
     local_spark_conf,
+    prune_class_archives,
 )
 
 
@@ -119,3 +121,41 @@ def test_cli_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for command in ("up", "down", "install", "stack"):
         assert f"    {command} " in out
+
+
+def test_each_pyspark_jars_folder_has_its_own_class_archive(
+    paths: StackPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The JVM checks the archive's classpath entries by absolute path: an archive dumped by
+    # another checkout's virtualenv is refused, so it must not be found under this one's key.
+    keys = []
+    for checkout in ("a", "b"):
+        jars = tmp_path / checkout / "jars"
+        jars.mkdir(parents=True)
+        (jars / "spark-core_2.13-4.2.0.jar").write_bytes(b"")
+        monkeypatch.setattr(spark_module, "_pyspark_jars", lambda jars=jars: jars)
+        keys.append(class_archive_path(paths))
+    assert keys[0] != keys[1]
+
+
+def test_pruning_keeps_the_archives_of_checkouts_that_still_exist(tmp_path: Path) -> None:
+    folder = tmp_path / "spark-cds"
+    folder.mkdir()
+    live_jars = tmp_path / "live" / "jars"
+    live_jars.mkdir(parents=True)
+
+    def archive(name: str, jars: Path | None) -> Path:
+        path = folder / f"{name}.jsa"
+        path.write_bytes(b"")
+        if jars is not None:
+            (folder / f"{name}.jsa.jars").write_text(f"{jars}\n")
+        return path
+
+    current = archive("current", None)
+    other_live = archive("live", live_jars)
+    gone = archive("gone", tmp_path / "deleted-clone" / "jars")
+    unrecorded = archive("old", None)
+
+    assert prune_class_archives(folder, keep=current) == [gone, unrecorded]
+    assert sorted(p.name for p in folder.iterdir()) == ["current.jsa", "live.jsa", "live.jsa.jars"]
+    assert other_live.exists()

@@ -27,23 +27,51 @@ def spark_connector_jars(paths: StackPaths) -> list[Path]:
     return classpath(maven_jars(paths.cache, "spark"))
 
 
-def class_archive_path(paths: StackPaths) -> Path:
-    """Where the driver JVM's class-data (AppCDS) archive lives, keyed by what it depends on:
-    the Java runtime and the jars pyspark puts on the classpath. Another key means another
-    file, so a stale archive is never offered to a JVM."""
+def _pyspark_jars() -> Path:
     # Found without importing pyspark: this runs in every CLI command that starts a job.
     spec = importlib.util.find_spec("pyspark")
-    jars = Path(spec.origin).parent / "jars" if spec and spec.origin else Path("jars")
+    return Path(spec.origin).parent / "jars" if spec and spec.origin else Path("jars")
+
+
+def class_archive_path(paths: StackPaths) -> Path:
+    """Where the driver JVM's class-data (AppCDS) archive lives, keyed by what it depends on:
+    the Java runtime and the jars pyspark puts on the classpath, by their absolute paths. The
+    JVM refuses an archive whose recorded classpath entries are not where it dumped them ("top
+    archive failed to load"), so each checkout's virtualenv has an archive of its own; another
+    key means another file, so a stale archive is never offered to a JVM."""
+    jars = _pyspark_jars()
     java = Path(os.path.realpath(shutil.which("java") or "java"))
     stat = java.stat() if java.exists() else None
     key = "\n".join(
         [
             str(java),
             f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "",
+            str(jars.resolve()),
             *sorted(p.name for p in jars.glob("*.jar")),
         ]
     )
     return paths.cache / "spark-cds" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+# Beside each archive: the jars folder its classpath was dumped from.
+_ARCHIVE_SOURCE_SUFFIX = ".jars"
+
+
+def prune_class_archives(folder: Path, keep: Path) -> list[Path]:
+    """Delete the archives (150 MB each) whose jars folder is gone (a deleted clone, a
+    reinstalled virtualenv) or unrecorded; other checkouts' archives stay. Returns them."""
+    removed = []
+    for archive in sorted(folder.glob("*.jsa")):
+        source = archive.with_name(archive.name + _ARCHIVE_SOURCE_SUFFIX)
+        try:
+            jars_alive = Path(source.read_text().strip()).is_dir()
+        except OSError:
+            jars_alive = False
+        if archive != keep and not jars_alive:
+            archive.unlink(missing_ok=True)
+            source.unlink(missing_ok=True)
+            removed.append(archive)
+    return removed
 
 
 def class_archive_options(paths: StackPaths) -> dict[str, str]:
@@ -181,10 +209,11 @@ def build_class_archive(paths: StackPaths) -> Path:
             hint="the job still runs without it, only slower to start; fix the error and rerun "
             "`uv run pagestream install`",
         )
+    archive.with_name(archive.name + _ARCHIVE_SOURCE_SUFFIX).write_text(
+        f"{_pyspark_jars().resolve()}\n"
+    )
     partial.replace(archive)
-    for stale in archive.parent.glob("*.jsa"):  # 150 MB each, for runtimes no longer here
-        if stale != archive:
-            stale.unlink(missing_ok=True)
+    prune_class_archives(archive.parent, keep=archive)
     return archive
 
 
