@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,28 @@ def test_each_pyspark_jars_folder_has_its_own_class_archive(
     assert keys[0] != keys[1]
 
 
+def test_a_reinstalled_jar_gives_its_folder_another_class_archive(
+    paths: StackPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The JVM also checks each classpath jar's size and modification time: a virtualenv synced
+    # anew at the same path refuses the archive its predecessor dumped.
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    jar = jars / "spark-core_2.13-4.2.0.jar"
+    jar.write_bytes(b"")
+    monkeypatch.setattr(spark_module, "_pyspark_jars", lambda: jars)
+    before = class_archive_path(paths)
+    os.utime(jar, ns=(1_000_000_000, 1_000_000_000))
+    assert class_archive_path(paths) != before
+
+
 def test_pruning_keeps_the_archives_of_checkouts_that_still_exist(tmp_path: Path) -> None:
     folder = tmp_path / "spark-cds"
     folder.mkdir()
     live_jars = tmp_path / "live" / "jars"
     live_jars.mkdir(parents=True)
+    own_jars = tmp_path / "own" / "jars"
+    own_jars.mkdir(parents=True)
 
     def archive(name: str, jars: Path | None) -> Path:
         path = folder / f"{name}.jsa"
@@ -151,11 +169,21 @@ def test_pruning_keeps_the_archives_of_checkouts_that_still_exist(tmp_path: Path
             (folder / f"{name}.jsa.jars").write_text(f"{jars}\n")
         return path
 
-    current = archive("current", None)
+    current = archive("current", own_jars)
     other_live = archive("live", live_jars)
     gone = archive("gone", tmp_path / "deleted-clone" / "jars")
     unrecorded = archive("old", None)
+    reinstalled = archive("own-before", own_jars)
 
-    assert prune_class_archives(folder, keep=current) == [gone, unrecorded]
-    assert sorted(p.name for p in folder.iterdir()) == ["current.jsa", "live.jsa", "live.jsa.jars"]
+    assert prune_class_archives(folder, keep=current, jars=own_jars) == [
+        gone,
+        unrecorded,
+        reinstalled,
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "current.jsa",
+        "current.jsa.jars",
+        "live.jsa",
+        "live.jsa.jars",
+    ]
     assert other_live.exists()

@@ -35,39 +35,50 @@ def _pyspark_jars() -> Path:
 
 def class_archive_path(paths: StackPaths) -> Path:
     """Where the driver JVM's class-data (AppCDS) archive lives, keyed by what it depends on:
-    the Java runtime and the jars pyspark puts on the classpath, by their absolute paths. The
-    JVM refuses an archive whose recorded classpath entries are not where it dumped them ("top
-    archive failed to load"), so each checkout's virtualenv has an archive of its own; another
-    key means another file, so a stale archive is never offered to a JVM."""
+    the Java runtime and the jars pyspark puts on the classpath, by absolute path, size and
+    modification time. The JVM refuses an archive whose recorded classpath entries are not
+    where, or not what, they were when it dumped them ("top archive failed to load"): another
+    checkout's virtualenv, or this one's synced anew, has an archive of its own; another key
+    means another file, so a stale archive is never offered to a JVM."""
     jars = _pyspark_jars()
     java = Path(os.path.realpath(shutil.which("java") or "java"))
-    stat = java.stat() if java.exists() else None
     key = "\n".join(
         [
             str(java),
-            f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "",
+            _size_and_mtime(java),
             str(jars.resolve()),
-            *sorted(p.name for p in jars.glob("*.jar")),
+            *(f"{jar.name} {_size_and_mtime(jar)}" for jar in sorted(jars.glob("*.jar"))),
         ]
     )
     return paths.cache / "spark-cds" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def _size_and_mtime(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 # Beside each archive: the jars folder its classpath was dumped from.
 _ARCHIVE_SOURCE_SUFFIX = ".jars"
 
 
-def prune_class_archives(folder: Path, keep: Path) -> list[Path]:
-    """Delete the archives (150 MB each) whose jars folder is gone (a deleted clone, a
-    reinstalled virtualenv) or unrecorded; other checkouts' archives stay. Returns them."""
+def prune_class_archives(folder: Path, keep: Path, jars: Path) -> list[Path]:
+    """Delete the archives (150 MB each) that no JVM will load again: those of ``jars`` (this
+    checkout's pyspark jars folder) other than ``keep``, dumped before its jars were reinstalled,
+    and those whose jars folder is gone (a deleted clone) or unrecorded. Other live checkouts'
+    archives stay. Returns the deleted ones."""
     removed = []
     for archive in sorted(folder.glob("*.jsa")):
         source = archive.with_name(archive.name + _ARCHIVE_SOURCE_SUFFIX)
         try:
-            jars_alive = Path(source.read_text().strip()).is_dir()
+            recorded = Path(source.read_text().strip())
+            stale = recorded == jars.resolve() or not recorded.is_dir()
         except OSError:
-            jars_alive = False
-        if archive != keep and not jars_alive:
+            stale = True
+        if archive != keep and stale:
             archive.unlink(missing_ok=True)
             source.unlink(missing_ok=True)
             removed.append(archive)
@@ -209,11 +220,10 @@ def build_class_archive(paths: StackPaths) -> Path:
             hint="the job still runs without it, only slower to start; fix the error and rerun "
             "`uv run pagestream install`",
         )
-    archive.with_name(archive.name + _ARCHIVE_SOURCE_SUFFIX).write_text(
-        f"{_pyspark_jars().resolve()}\n"
-    )
+    jars = _pyspark_jars()
+    archive.with_name(archive.name + _ARCHIVE_SOURCE_SUFFIX).write_text(f"{jars.resolve()}\n")
     partial.replace(archive)
-    prune_class_archives(archive.parent, keep=archive)
+    prune_class_archives(archive.parent, keep=archive, jars=jars)
     return archive
 
 
