@@ -43,7 +43,7 @@ they go, and no further):
   (pagestream's list catches more crawlers and HTTP clients), no registrable-domain rules for
   referrers, no product page URLs or labels, no visitor id, the e-mail address hashed with
   plain SHA-256 (not a keyed HMAC), the IP's last IPv4 octet zeroed (IPv6 stored as sent);
-- no rollups (``agg_page_views``), no ``visitor_days``, no reports, no metrics endpoint, no
+- no rollups (``agg_page_views``), no unique-visitor bitmaps, no reports, no metrics endpoint, no
   migrations (the tables are created at start if missing), no replay skips, no graceful stop;
 - dimensions are inserted and never updated (ON CONFLICT DO NOTHING).
 

@@ -5,7 +5,7 @@ In one run, against one local stack (Kafka, PostgreSQL 15 with fsync on, Spark l
 
 1. a backlog of --events simulator events is produced to a topic (as bench/job_throughput.py);
 2. a pipeline schema is filled with the history, directly in PostgreSQL in the layout the job
-   writes (bench/history_fill.py: facts, event ids, rollups and visitor days per UTC day, a
+   writes (bench/history_fill.py: facts, event ids, rollups and visitor bitmaps per UTC day, a
    daily curve, skewed product popularity), ending yesterday;
 3. the job drains the backlog into an empty schema, then the same backlog into the schema with
    the history (a checkpoint each): records/s of both, and their ratio;
@@ -13,7 +13,7 @@ In one run, against one local stack (Kafka, PostgreSQL 15 with fsync on, Spark l
    days, and every SQL panel of the Page analytics dashboard over that day (24 h) and those
    30 days, each --repeat times: p50 and p95 milliseconds;
 5. disk bytes per stored event: every partition of facts, bot events, event ids, rollups and
-   visitor days, heap and indexes (pg_total_relation_size), by table and in total.
+   visitor bitmaps, and the visitor numbers, heap and indexes, by table and in total.
 
     uv run python bench/history.py [--history-events 100000000] [--days 35] [--events 2000000]
 
@@ -156,6 +156,15 @@ def disk_per_event(dsn: str, schema: str) -> dict[str, Any]:
             (schema,),
         )
         by_table = {p: {"table_bytes": int(t), "index_bytes": int(i)} for p, t, i in cur.fetchall()}
+        # The one sink table that is not partitioned and grows with history.
+        cur.execute(
+            "SELECT pg_table_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = 'visitor_numbers'",
+            (schema,),
+        )
+        for t, i in cur.fetchall():
+            by_table["visitor_numbers"] = {"table_bytes": int(t), "index_bytes": int(i)}
         cur.execute(
             sql.SQL(
                 "SELECT sum(page_views + other_events + bots)::bigint FROM {}.batch_commits"

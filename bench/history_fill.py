@@ -1,6 +1,6 @@
 """Fill a pipeline schema with a history of stored events, in the layout the job writes
-(migrations/V005), directly in PostgreSQL: facts, event ids, rollups and visitor days per UTC
-day, as the sink would have left them. Used by bench/history.py.
+(migrations/V005, V006), directly in PostgreSQL: facts, event ids, rollups and visitor bitmaps
+per UTC day, as the sink would have left them. Used by bench/history.py.
 
 The shape: a daily curve (weekends busier, a slow growth over the period, an afternoon peak
 with a night trough), product popularity skewed (a few products take most views), 80 % page
@@ -131,8 +131,12 @@ INSERT INTO event_ids
 SELECT event_id, %(day)s::date FROM (
     SELECT event_id FROM {views} UNION ALL SELECT event_id FROM {others}) ids
 ORDER BY event_id COLLATE "C";
-INSERT INTO visitor_days
-SELECT DISTINCT %(day)s::date, hashtextextended(device_id, 0) FROM {views};
+INSERT INTO visitor_bitmaps (day, chunk, bits)
+SELECT %(day)s::date, (n.visitor_no >> 10)::integer,
+       bit_or(B'1'::bit(1024) >> (n.visitor_no & 1023)::integer)
+FROM (SELECT DISTINCT hashtextextended(device_id, 0) AS device_key FROM {views}) v
+     JOIN visitor_numbers n USING (device_key)
+GROUP BY 2;
 CREATE TEMP TABLE day_values ON COMMIT DROP AS
 SELECT date_trunc('minute', f.event_time) AS minute, p.product_id AS product, s.store_id AS store,
        l.country_code AS country, r.medium AS referrer_medium,
@@ -168,6 +172,18 @@ FROM (SELECT (SELECT count(*) FROM {views}) AS v, (SELECT count(*) FROM {others}
 """
 
 
+NUMBER_DEVICES_SQL = """
+INSERT INTO visitor_numbers (device_key)
+SELECT hashtextextended('hist-d' || dev, 0) FROM generate_series(0, %(devices)s - 1) dev
+ON CONFLICT DO NOTHING
+"""
+
+
+def _devices(plan: DayPlan) -> int:
+    """How many devices a day's page views come from (each seen ~6 times on average)."""
+    return max(1, math.ceil(plan.page_views / 6))
+
+
 def fill(
     dsn: str,
     schema: str,
@@ -180,6 +196,9 @@ def fill(
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         cur.execute(DIMENSIONS_SQL)
+        # Every device numbered up front: two days filled at once would otherwise both number
+        # the devices they share, one waiting for the other's whole day to commit.
+        cur.execute(NUMBER_DEVICES_SQL, {"devices": max(_devices(p) for p in plans)})
         cur.execute("SELECT ensure_partitions(%s::date[])", ([p.day.isoformat() for p in plans],))
     conn.close()
     queue = list(reversed(plans))
@@ -217,7 +236,7 @@ def _fill_day(conn: psycopg2.extensions.connection, schema: str, plan: DayPlan) 
     others = sql.Identifier(f"fact_other_events_p{stamp}")
     params = {
         "day": plan.day.isoformat(),
-        "devices": max(1, math.ceil(plan.page_views / 6)),
+        "devices": _devices(plan),
     }
     with conn, conn.cursor() as cur:
         cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))

@@ -195,7 +195,7 @@ def test_late_and_ancient_events_land_in_partitions_made_for_them(
         )
     month = (TODAY - dt.timedelta(days=two_years)).strftime("%Y%m")
     assert f"agg_page_views_hour_p{month}" in p.partitions("agg_page_views_hour")
-    assert f"visitor_days_p{month}" in p.partitions("visitor_days")
+    assert f"visitor_bitmaps_p{month}" in p.partitions("visitor_bitmaps")
     # Each row is in its own day's partition, and the rollups equal the facts.
     rows = p.query(
         f"SELECT event_id FROM fact_page_views_p{day_stamp(two_years)}"
@@ -458,7 +458,8 @@ def test_a_v004_schema_with_data_moves_into_partitions_and_its_reports_agree(
     assert p.query(f"SELECT count(*) FROM fact_page_views_p{stamp}") == [(4,)]
     assert p.query(f"SELECT count(*) FROM event_ids_p{stamp}") == [(5,)]
     assert p.query(f"SELECT count(*) FROM bot_events_p{stamp}") == [(1,)]
-    assert p.query(f"SELECT count(*) FROM visitor_days_p{old_day.strftime('%Y%m')}") == [(1,)]
+    assert p.query(f"SELECT count(*) FROM visitor_bitmaps_p{old_day.strftime('%Y%m')}") == [(1,)]
+    assert p.query("SELECT unique_visitors(%s, %s)", (old_day, old_day)) == [(1,)]
     # The new dimensions, from the facts.
     assert p.query(
         "SELECT dimension, value, views FROM agg_page_views WHERE grain = 'hour'"
@@ -486,6 +487,88 @@ def test_a_v004_schema_with_data_moves_into_partitions_and_its_reports_agree(
     p.batch_id, p.offset = 0, 100
     p.send([event("old-2", int(dt.datetime.combine(old_day, dt.time(10, 2), dt.UTC).timestamp()))])
     assert p.query("SELECT duplicates FROM batch_commits WHERE query_id = 'after-v005'") == [(1,)]
+
+
+def visitor_events(devices: range, epoch: int, tag: str) -> list[dict[str, object]]:
+    return [{**event(f"{tag}-{n:05d}", epoch), "device_id": f"visitor-{n}"} for n in devices]
+
+
+def test_unique_visitors_count_each_device_once_over_days_batches_and_bitmap_rows(
+    postgres: Postgres, pipelines: list[Pipeline]
+) -> None:
+    """The sink's day bitmaps (migrations/V006): more devices than one bitmap row holds, some
+    seen on both days and again in a later batch; every range's count is the distinct devices,
+    and the devices are numbered densely."""
+    p = new_pipeline(postgres, pipelines)
+    yesterday = MIDNIGHT - DAY + 600
+    p.send(visitor_events(range(0, 2500), yesterday, "a"))
+    p.send(visitor_events(range(2000, 3100), NOW - 60, "b"))
+    # Known devices again, on both days, in a batch of their own: nothing changes.
+    p.send(visitor_events(range(1990, 2010), yesterday + 60, "c"))
+    p.send(visitor_events(range(3000, 3050), NOW - 30, "d"))
+    first, second = TODAY - dt.timedelta(days=1), TODAY
+    assert p.query("SELECT unique_visitors(%s, %s)", (first, first)) == [(2500,)]
+    assert p.query("SELECT unique_visitors(%s, %s)", (second, second)) == [(1100,)]
+    assert p.query("SELECT unique_visitors(%s, %s)", (first, second)) == [(3100,)]
+    assert p.query("SELECT unique_visitors(%s, %s)", (second + dt.timedelta(days=1),) * 2) == [(0,)]
+    assert p.query("SELECT count(*), min(visitor_no), max(visitor_no) FROM visitor_numbers") == [
+        (3100, 0, 3099)
+    ]
+    # One bit per device and day. Yesterday's 2,500 numbers fill chunks 0-2; today's known
+    # devices keep the numbers batch a gave them (spread over chunks 0-2, in device-key order),
+    # the new ones take 2,500-3,099 (chunks 2-3).
+    assert p.query(
+        "SELECT day, count(*), sum(bit_count(bits)), max(chunk) FROM visitor_bitmaps"
+        " GROUP BY 1 ORDER BY 1"
+    ) == [(first, 3, 2500, 2), (second, 4, 1100, 3)]
+
+
+def test_a_v005_schemas_visitor_days_become_bitmaps_with_the_same_counts(
+    postgres: Postgres, pipelines: list[Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """V006 on a schema with visitor days (two months, devices spanning bitmap rows, a month
+    partition an interrupted retention pass had detached): unique visitors over every range
+    stay what counting distinct devices said, and visitor_days goes, detached partition too."""
+    from pagestream_spark import migrate as migrate_module
+
+    schema = f"r_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(postgres.dsn())
+    before_v006 = [m for m in migrate_module.available_migrations() if m.version < 6]
+    with monkeypatch.context() as patched:
+        patched.setattr(migrate_module, "available_migrations", lambda: before_v006)
+        migrate(conn, schema)
+    days = [dt.date(2026, 10, 30), dt.date(2026, 10, 31), dt.date(2026, 11, 1)]
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SET search_path TO {schema}")
+        cur.execute("SELECT ensure_partitions(%s::date[])", ([*days, dt.date(2026, 8, 1)],))
+        cur.execute(
+            """
+            INSERT INTO visitor_days SELECT %(d0)s, k FROM generate_series(1, 1500) k;
+            INSERT INTO visitor_days SELECT %(d1)s, k * 7 FROM generate_series(100, 900) k;
+            INSERT INTO visitor_days SELECT %(d2)s, -k FROM generate_series(1, 40) k
+                UNION ALL SELECT %(d2)s, k FROM generate_series(1400, 1600) k;
+            ALTER TABLE visitor_days DETACH PARTITION visitor_days_p202608;
+            """,
+            {"d0": days[0], "d1": days[1], "d2": days[2]},
+        )
+        expected = {}
+        for lo, hi in itertools.combinations_with_replacement(days, 2):
+            cur.execute(
+                "SELECT count(DISTINCT device_key) FROM visitor_days WHERE day BETWEEN %s AND %s",
+                (lo, hi),
+            )
+            expected[lo, hi] = cur.fetchone()[0]
+    migrate(conn, schema)
+    p = Pipeline.__new__(Pipeline)
+    p.postgres, p.schema, p.conn = postgres, schema, conn
+    pipelines.append(p)
+    for (lo, hi), count in expected.items():
+        assert p.query("SELECT unique_visitors(%s, %s)", (lo, hi)) == [(count,)], (lo, hi)
+    assert p.tables_like("visitor\\_days%") == []
+    assert p.partitions("visitor_bitmaps") == ["visitor_bitmaps_p202610", "visitor_bitmaps_p202611"]
+    assert p.query("SELECT parent FROM partitioned_tables WHERE parent LIKE %s", ("visitor%",)) == [
+        ("visitor_bitmaps",)
+    ]
 
 
 def test_the_jobs_retention_drops_old_days_while_it_stores_a_dataset_exactly_once(

@@ -21,7 +21,8 @@ TABLE_COUNTS = (
     "SELECT (SELECT count(*) FROM fact_page_views), (SELECT count(*) FROM fact_other_events),"
     " (SELECT count(*) FROM bot_events), (SELECT count(*) FROM dead_letters),"
     " (SELECT count(*) FROM duplicate_records), (SELECT count(*) FROM agg_page_views),"
-    " (SELECT sum(views) FROM agg_page_views), (SELECT count(*) FROM visitor_days)"
+    " (SELECT sum(views) FROM agg_page_views), (SELECT count(*) FROM visitor_numbers),"
+    " (SELECT sum(bit_count(bits)) FROM visitor_bitmaps)"
 )
 
 
@@ -65,7 +66,7 @@ def test_rereading_the_topic_under_a_new_checkpoint_stores_nothing_twice(
             0,
         )
         tables_after_second = first.query(TABLE_COUNTS)[0]
-        # Facts, bots, dead letters, rollups and visitor days unchanged; the duplicate records
+        # Facts, bots, dead letters, rollups and visitor bitmaps unchanged; the duplicate records
         # of the first run are not recorded twice, the events seen again are added.
         assert tables_after_second[:4] == tables_after_first[:4]
         assert tables_after_second[5:] == tables_after_first[5:]

@@ -8,7 +8,7 @@ retries, replays of the topic and a reset checkpoint never double count either.
 
 Rows arrive as one Arrow table per batch. Only the event ids go through a staging table (the
 all-history dedup has to happen in PostgreSQL); which events are new, their kind, the distinct
-dimension rows, the rollups and the visitor days are computed in Arrow, and facts are COPYed
+dimension rows, the rollups and the (day, device) pairs of the visitor bitmaps are computed in Arrow, and facts are COPYed
 straight into their tables. PostgreSQL's single backend was the bottleneck when every column
 was staged and spread by SQL (measured in bench/job_throughput.py).
 
@@ -17,6 +17,7 @@ was staged and spread by SQL (measured in bench/job_throughput.py).
 - ``ledger``: ``batch_commits`` and ``event_ids``, with the lock that makes the replay check
   race-free;
 - ``dimensions``: dimension upserts and the cache of committed keys;
+- ``visitors``: the unique visitors' day bitmaps and the device numbers behind them;
 - ``binary_copy``: the COPY transport;
 - ``connection``: connecting, reconnecting and the session settings of each transaction;
 - ``writer``: ``PostgresSink``, which runs the steps in one transaction.

@@ -429,8 +429,9 @@ def page_view_rollups(page_views: pa.Table) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def visitor_days(page_views: pa.Table) -> pa.Table:
-    """visitor_days rows: one per (UTC day, device) with a human page view."""
+def visitor_day_devices(page_views: pa.Table) -> pa.Table:
+    """One row per (UTC day, device) with a human page view: the bits the batch sets in
+    visitor_bitmaps."""
     days = _days(page_views.column("event_epoch"))
     return (
         pa.table({"day": days.cast(pa.date32()), "device_key": page_views.column("device_key")})

@@ -239,6 +239,24 @@ WITH accepted AS (
 SELECT s.seq FROM stage_ids s
 WHERE NOT EXISTS (SELECT 1 FROM accepted a WHERE a.event_id = s.event_id AND a.event_day = s.event_day)
 """
+# A batch's (UTC day, device) pairs, as bits of the day bitmaps (migrations/V006).
+STAGE_VISITORS = "CREATE TEMP TABLE stage_visitors (day date, device_key bigint) ON COMMIT DROP"
+# Devices first seen now take the next numbers. NOT EXISTS first: ON CONFLICT alone would draw
+# a number for every known device too and leave the bitmaps sparse.
+NUMBER_NEW_VISITORS = """
+INSERT INTO visitor_numbers (device_key)
+SELECT DISTINCT s.device_key FROM stage_visitors s
+WHERE NOT EXISTS (SELECT 1 FROM visitor_numbers n WHERE n.device_key = s.device_key)
+ON CONFLICT DO NOTHING
+"""
+# One row per (day, 1,024 numbers), OR-ed into the row already there.
+SET_VISITOR_BITS = """
+INSERT INTO visitor_bitmaps AS target (day, chunk, bits)
+SELECT s.day, (n.visitor_no >> 10)::integer, bit_or(B'1'::bit(1024) >> (n.visitor_no & 1023)::integer)
+FROM stage_visitors s JOIN visitor_numbers n USING (device_key)
+GROUP BY 1, 2
+ON CONFLICT (day, chunk) DO UPDATE SET bits = target.bits | EXCLUDED.bits
+"""
 # The partitions of these UTC days in every partitioned table (migrations/V005).
 ENSURE_PARTITIONS = "SELECT ensure_partitions(%s::date[])"
 

@@ -25,9 +25,10 @@ from pagestream_spark.sink.plan import (
     page_view_rollups,
     plan_writes,
     split_batch,
-    visitor_days,
+    visitor_day_devices,
 )
 from pagestream_spark.sink.schema import ADD_VIEWS, IGNORE_KNOWN
+from pagestream_spark.sink.visitors import record_visitors
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class PostgresSink:
         timer.lap("facts")
         if writes.page_views.num_rows:
             insert_staged(cur, "agg_page_views", page_view_rollups(writes.page_views), ADD_VIEWS)
-            insert_staged(cur, "visitor_days", visitor_days(writes.page_views), IGNORE_KNOWN)
+            record_visitors(cur, visitor_day_devices(writes.page_views))
         timer.lap("rollups")
         # Kafka coordinates already recorded are skipped: a topic re-read under a new
         # checkpoint meets its dead letters and duplicates again.

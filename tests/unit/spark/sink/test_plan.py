@@ -77,6 +77,23 @@ def test_rollups_count_each_page_view_once_per_dimension_minute_and_hour() -> No
             assert total == page_views.num_rows, (grain, dimension)
 
 
+def test_visitor_day_devices_are_each_utc_day_and_device_once() -> None:
+    midnight = T0 - T0 % 86_400 + 86_400
+    page_views = pa.table(
+        {
+            "event_epoch": [midnight - 1, midnight - 2, midnight, midnight + 5, midnight - 1],
+            "device_key": [7, 7, 7, 7, -3],
+        }
+    )
+    rows = plan.visitor_day_devices(page_views).to_pylist()
+    day = dt.datetime.fromtimestamp(midnight, dt.UTC).date()
+    assert sorted((r["day"], r["device_key"]) for r in rows) == [
+        (day - dt.timedelta(days=1), -3),
+        (day - dt.timedelta(days=1), 7),
+        (day, 7),
+    ]
+
+
 def test_first_occurrence_of_an_id_is_kept_and_later_ones_are_duplicates() -> None:
     events = pa.table(
         {

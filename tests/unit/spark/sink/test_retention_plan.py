@@ -25,12 +25,12 @@ def test_names_parse_into_their_days_and_months() -> None:
     assert day is not None
     assert (day.first_day, day.last_day) == (dt.date(2026, 11, 30), dt.date(2026, 11, 30))
     month = parse_partition(
-        "visitor_days_p202612", "visitor_days", "month", "rollups", False, False
+        "visitor_bitmaps_p202612", "visitor_bitmaps", "month", "rollups", False, False
     )
     assert month is not None
     assert (month.first_day, month.last_day) == (dt.date(2026, 12, 1), dt.date(2026, 12, 31))
     february = parse_partition(
-        "visitor_days_p202802", "visitor_days", "month", "rollups", True, False
+        "visitor_bitmaps_p202802", "visitor_bitmaps", "month", "rollups", True, False
     )
     assert february is not None and february.last_day == dt.date(2028, 2, 29)
 
@@ -40,7 +40,7 @@ def test_tables_that_only_look_like_partitions_are_left_alone() -> None:
         ("event_ids_p2026113", "event_ids", "day"),  # 7 digits
         ("event_ids_p20261332", "event_ids", "day"),  # no such date
         ("event_ids_p202611", "event_ids", "day"),  # a month stamp on a daily table
-        ("visitor_days_p20261101", "visitor_days", "month"),
+        ("visitor_bitmaps_p20261101", "visitor_bitmaps", "month"),
         ("fact_page_views_p20261101", "fact_page_views_extra", "day"),
         ("fact_page_views_backup", "fact_page_views", "day"),
     ):
@@ -60,14 +60,14 @@ def test_months_go_when_their_last_day_is_past_the_rollup_horizon() -> None:
     policy = RetentionPolicy(event_days=10, rollup_days=30)
     months = [
         parse_partition(
-            f"visitor_days_p2026{m:02d}", "visitor_days", "month", "rollups", True, False
+            f"visitor_bitmaps_p2026{m:02d}", "visitor_bitmaps", "month", "rollups", True, False
         )
         for m in (9, 10, 11, 12)
     ]
     # Horizon: 2026-12-03 - 31 days = 2026-11-02; October ends before it, November does not.
     assert [p.name for p in expired([m for m in months if m], policy, TODAY)] == [
-        "visitor_days_p202609",
-        "visitor_days_p202610",
+        "visitor_bitmaps_p202609",
+        "visitor_bitmaps_p202610",
     ]
 
 
