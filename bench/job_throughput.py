@@ -61,6 +61,7 @@ from pagestream.stack.postgres import Postgres
 from pagestream.stack.process import free_port
 from pagestream.stack.spark import job_environment
 from pagestream.stack.stack import LocalStack
+from pagestream_operator.spec import DriverSpec
 
 BENCH_STATE = REPO_ROOT / ".pagestream" / "bench" / "job-throughput"
 PARTITIONS = 4
@@ -111,8 +112,9 @@ def fresh_stack(state_dir: Path) -> tuple[StackPaths, LocalStack, Kafka, Postgre
     return paths, stack, stack.start("kafka"), stack.start("postgres")
 
 
-# The driver heap `make run` gives the job (pagestream.stack.spark.job_environment).
-DRIVER_MEMORY = "2g"
+# The driver heap `make run` gives the job: the PageAnalyticsPipeline's default
+# (spec.spark.driver.memory; manifests/local/page-views.yaml sets none).
+DRIVER_MEMORY = DriverSpec().memory
 
 
 def job_env(
