@@ -206,7 +206,10 @@ def _build_images(paths: StackPaths) -> str:
     from pagestream.stack.images import ImageBuilder
 
     builder = ImageBuilder(paths)
-    return " ".join(builder.build_component(c).reference for c in IMAGE_COMPONENTS)
+    built = " ".join(builder.build_component(c).reference for c in IMAGE_COMPONENTS)
+    # Each change to a component's sources is a new tag, and its archive a whole image.
+    pruned = builder.prune()
+    return f"{built}; {len(pruned)} stale images and archives removed" if pruned else built
 
 
 def _build_platform_images(paths: StackPaths) -> str:

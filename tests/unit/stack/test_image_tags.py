@@ -212,3 +212,21 @@ def test_dockerfile_instructions_parse_as_docker_does(tmp_path: Path) -> None:
         ("RUN", "a  b"),
         ("COPY", "x y"),
     ]
+
+
+def test_stale_archives_are_the_named_images_other_tags_only() -> None:
+    names = [
+        "pagestream-spark_41883a4abb732dd2.tar",  # current
+        "pagestream-spark_25efc295eaf3b50cbac532fe3feb4df9c6cc9cf4dbe9501ac9bd368f586e2c23.tar",
+        "pagestream-spark_0123456789abcdef.tar",  # an earlier install's tag
+        "pagestream-postgresql_15-3631b434ed9785fc.tar",  # a platform image: not named
+        ".pagestream-spark_0123456789abcdef.tar.4242.tmp",  # an archive being written
+        "pagestream-spark.tar",  # no tag
+        "pagestream-spark_0123456789abcdef.txt",
+    ]
+    keep = {"pagestream-spark": {"41883a4abb732dd2"}, "pagestream-operator": {"3b350a00"}}
+    assert images.stale_archives(names, keep) == [
+        "pagestream-spark_0123456789abcdef.tar",
+        "pagestream-spark_25efc295eaf3b50cbac532fe3feb4df9c6cc9cf4dbe9501ac9bd368f586e2c23.tar",
+    ]
+    assert images.stale_archives(names, {}) == []

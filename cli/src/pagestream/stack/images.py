@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -131,6 +131,20 @@ class ImageRef:
     @property
     def reference(self) -> str:
         return f"{REGISTRY}/{self.name}:{self.tag}"
+
+
+def stale_archives(file_names: Iterable[str], keep: Mapping[str, Collection[str]]) -> list[str]:
+    """The image archives (``<name>_<tag>.tar``, as ``ImageBuilder.archive`` names them) of the
+    images named in ``keep`` whose tag is not kept there; archives of other images, and files
+    that are not archives, are left alone."""
+    stale = []
+    for file_name in file_names:
+        if file_name.startswith(".") or not file_name.endswith(".tar"):
+            continue
+        name, underscore, tag = file_name.removesuffix(".tar").partition("_")
+        if underscore and tag and name in keep and tag not in keep[name]:
+            stale.append(file_name)
+    return sorted(stale)
 
 
 def image_name(component: str) -> str:
@@ -1207,8 +1221,9 @@ class ImageBuilder:
         return ref
 
     def prune(self) -> list[str]:
-        """Remove the components' and bases' images (and archives) of tags that are no
-        longer current; other images (``build_scratch``'s) and the layer cache are kept."""
+        """Remove the components' and bases' images and archives of tags that are no longer
+        current (a skaffold build's tag among them); other images (``build_scratch``'s, the
+        platform's) and the layer cache are kept. Returns what went."""
         current = {image_name(c): component_tag(c) for c in COMPONENTS}
         current |= {base_image_name(b): base_tag(b) for b in BASE_PARENTS}
         out = self._buildah(["images", "--format", "{{.Name}}:{{.Tag}}"], what="listing")
@@ -1218,10 +1233,25 @@ class ImageBuilder:
             name = repo.removeprefix(f"{REGISTRY}/")
             if name in current and tag != current[name]:
                 stale.append(line)
-                (self.archives / f"{name}_{tag}.tar").unlink(missing_ok=True)
         if stale:
-            self._buildah(["rmi", *stale], what="removing stale images")
-        return stale
+            try:
+                self._buildah(["rmi", *stale], what="removing stale images")
+            except StackError as err:
+                # Housekeeping: an image a container still uses stays until the next prune.
+                log.warning("stale images kept: %s", err)
+                stale = []
+        return stale + [str(p) for p in self.prune_archives({n: {t} for n, t in current.items()})]
+
+    def prune_archives(self, keep: Mapping[str, Collection[str]]) -> list[Path]:
+        """Delete the archives of the images named in ``keep`` whose tags it does not keep:
+        each is a whole image (up to ~1.2 GB) and a tag that is gone is never imported again."""
+        names = [p.name for p in self.archives.iterdir()] if self.archives.is_dir() else []
+        removed = [self.archives / n for n in stale_archives(names, keep)]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        if removed:
+            log.info("removed %d stale image archives: %s", len(removed), removed)
+        return removed
 
     def archive(self, ref: ImageRef) -> Path:
         """A docker-archive tar of ``ref`` that ``ctr -n k8s.io images import`` loads under the

@@ -23,7 +23,7 @@ from pathlib import Path
 from pagestream.stack.artifacts import K8S_TOOLS, SKAFFOLD_TOOLS, go_binaries
 from pagestream.stack.errors import StackError
 from pagestream.stack.helm import Helm, dependency_free_chart
-from pagestream.stack.images import ImageBuilder, ImageRef
+from pagestream.stack.images import ImageBuilder, ImageRef, component_tag
 from pagestream.stack.node.node import LocalNode
 from pagestream.stack.node.release import AppRelease
 from pagestream.stack.process import ManagedProcess, wait_until
@@ -48,6 +48,9 @@ def build_image(node: LocalNode, component: str, image: str, context: Path) -> I
     wanted = ImageRef(repository.removeprefix("localhost/"), tag)
     builder.tag(built, wanted)
     node.import_images([builder.archive(wanted)])
+    # Every source change is a new skaffold tag: the archives of the ones before are dead
+    # weight (~1.2 GB for the Spark image), the node holds what it imported.
+    builder.prune_archives({wanted.name: {wanted.tag, component_tag(component)}})
     # skaffold deploys a local build by a tag of its own, <name>:<image id>, which it creates
     # through the Docker API; the node needs that name too.
     node.tag_image(wanted.reference, f"{repository}:{builder.image_id(wanted)}")
