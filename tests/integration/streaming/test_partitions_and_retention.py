@@ -406,20 +406,28 @@ def test_keep_forever_drops_nothing(postgres: Postgres, pipelines: list[Pipeline
     assert len(p.partitions("fact_page_views")) == 3
 
 
+def schema_before_migration(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch, version: int
+) -> tuple[psycopg2.extensions.connection, str]:
+    """A new pipeline schema with the migrations before ``version`` applied, and a connection."""
+    from pagestream_spark import migrate as migrate_module
+
+    schema = f"r_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(postgres.dsn())
+    earlier = [m for m in migrate_module.available_migrations() if m.version < version]
+    with monkeypatch.context() as patched:
+        patched.setattr(migrate_module, "available_migrations", lambda: earlier)
+        migrate(conn, schema)
+    return conn, schema
+
+
 def test_a_v004_schema_with_data_moves_into_partitions_and_its_reports_agree(
     postgres: Postgres, pipelines: list[Pipeline], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pipeline's schema from before V005, with rows in every table V005 rebuilds: the rows
     move into their days' partitions, the new rollup dimensions are computed from the facts,
     ids stay duplicates, and the reports say what they said before."""
-    from pagestream_spark import migrate as migrate_module
-
-    schema = f"r_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(postgres.dsn())
-    before_v005 = [m for m in migrate_module.available_migrations() if m.version < 5]
-    with monkeypatch.context() as patched:
-        patched.setattr(migrate_module, "available_migrations", lambda: before_v005)
-        migrate(conn, schema)
+    conn, schema = schema_before_migration(postgres, monkeypatch, 5)
     old_day = TODAY - dt.timedelta(days=3)
     with conn, conn.cursor() as cur:
         cur.execute(f"SET search_path TO {schema}")
@@ -529,14 +537,7 @@ def test_a_v005_schemas_visitor_days_become_bitmaps_with_the_same_counts(
     """V006 on a schema with visitor days (two months, devices spanning bitmap rows, a month
     partition an interrupted retention pass had detached): unique visitors over every range
     stay what counting distinct devices said, and visitor_days goes, detached partition too."""
-    from pagestream_spark import migrate as migrate_module
-
-    schema = f"r_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(postgres.dsn())
-    before_v006 = [m for m in migrate_module.available_migrations() if m.version < 6]
-    with monkeypatch.context() as patched:
-        patched.setattr(migrate_module, "available_migrations", lambda: before_v006)
-        migrate(conn, schema)
+    conn, schema = schema_before_migration(postgres, monkeypatch, 6)
     days = [dt.date(2026, 10, 30), dt.date(2026, 10, 31), dt.date(2026, 11, 1)]
     with conn, conn.cursor() as cur:
         cur.execute(f"SET search_path TO {schema}")
