@@ -239,7 +239,21 @@ def _visitor_bitmaps(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rollup_key_order(d: dict[str, Any]) -> list[Row]:
+    reads = d["reads_ms"]
+    return [
+        (
+            f"one rollup dimension over 30 days of hour buckets ({d['rows'] / 1e6:,.1f} M rows),"
+            f" {name.replace('_', ' ')}, p95, key before V007 vs V007",
+            f"{_n(reads['before_v007'][name]['p95_ms'])} vs {_n(reads['v007'][name]['p95_ms'])} ms",
+            "≤ 200 ms",
+        )
+        for name in reads["v007"]
+    ]
+
+
 READERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "rollup_key_order.json": _rollup_key_order,
     "history.json": _history,
     "visitor_bitmaps.json": _visitor_bitmaps,
     "producer_throughput.json": _producer,

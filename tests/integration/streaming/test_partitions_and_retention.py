@@ -572,6 +572,52 @@ def test_a_v005_schemas_visitor_days_become_bitmaps_with_the_same_counts(
     ]
 
 
+ROLLUP_KEYS = """
+SELECT c.relname, array_agg(a.attname ORDER BY k.n)::text
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace s ON s.oid = c.relnamespace AND s.nspname = current_schema()
+JOIN pg_index x ON x.indrelid = c.oid AND x.indisprimary
+CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE c.relname ~ '^agg_page_views_(minute|hour|day)_p'
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def test_v007_keys_every_rollup_partition_by_dimension_before_bucket(
+    postgres: Postgres, pipelines: list[Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions made before V007 and after it carry the (grain, dimension, bucket, value)
+    key; the rows stay, and the sink's upsert (ON CONFLICT on the columns in the old order)
+    still adds to them."""
+    conn, schema = schema_before_migration(postgres, monkeypatch, 7)
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SET search_path TO {schema}")
+        cur.execute("SELECT ensure_partitions(%s::date[])", ([TODAY],))
+        cur.execute(
+            "INSERT INTO agg_page_views VALUES ('hour', %s, 'total', '', 5)",
+            (dt.datetime.fromtimestamp(MIDNIGHT, dt.UTC),),
+        )
+    migrate(conn, schema)
+    p = Pipeline.__new__(Pipeline)
+    p.postgres, p.schema, p.conn = postgres, schema, conn
+    pipelines.append(p)
+    p.execute("SELECT ensure_partitions(%s::date[])", ([TODAY - dt.timedelta(days=400)],))
+    keys = dict(p.query(ROLLUP_KEYS))
+    old, made_before = TODAY - dt.timedelta(days=400), TODAY
+    for day in (old, made_before):
+        assert f"agg_page_views_minute_p{day:%Y%m%d}" in keys
+        assert f"agg_page_views_hour_p{day:%Y%m}" in keys
+        assert f"agg_page_views_day_p{day:%Y%m}" in keys
+    assert set(keys.values()) == {"{grain,dimension,bucket,value}"}
+    p.execute(
+        "INSERT INTO agg_page_views AS target VALUES ('hour', %s, 'total', '', 2) "
+        "ON CONFLICT (grain, bucket, dimension, value) DO UPDATE SET views = target.views + EXCLUDED.views",
+        (dt.datetime.fromtimestamp(MIDNIGHT, dt.UTC),),
+    )
+    assert p.query("SELECT views FROM agg_page_views WHERE grain = 'hour'") == [(7,)]
+
+
 def test_the_jobs_retention_drops_old_days_while_it_stores_a_dataset_exactly_once(
     kafka: Kafka, job_run: JobRun, pipelines: list[Pipeline]
 ) -> None:
