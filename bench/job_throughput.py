@@ -101,14 +101,21 @@ def simulate(bootstrap: str, topic: str, *extra: str) -> float:
     return time.monotonic() - started
 
 
-def fresh_stack(state_dir: Path) -> tuple[StackPaths, LocalStack, Kafka, Postgres]:
-    """A benchmark's own Kafka and durable PostgreSQL under ``state_dir``, emptied first (a
-    stack an earlier run left is stopped and its state removed)."""
+def empty_stack(
+    state_dir: Path, *, durable_postgres: bool = False
+) -> tuple[StackPaths, LocalStack]:
+    """A benchmark's own stack under ``state_dir``, nothing started, emptied first (a stack an
+    earlier run left is stopped and its state removed)."""
     if state_dir.exists():
         LocalStack(StackPaths(default_cache_dir(), state_dir / "state")).down()
         shutil.rmtree(state_dir)
     paths = StackPaths(cache=default_cache_dir(), state=state_dir / "state")
-    stack = LocalStack(paths, durable_postgres=True)
+    return paths, LocalStack(paths, durable_postgres=durable_postgres)
+
+
+def fresh_stack(state_dir: Path) -> tuple[StackPaths, LocalStack, Kafka, Postgres]:
+    """A benchmark's own Kafka and durable PostgreSQL under ``state_dir``, emptied first."""
+    paths, stack = empty_stack(state_dir, durable_postgres=True)
     return paths, stack, stack.start("kafka"), stack.start("postgres")
 
 

@@ -25,9 +25,9 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import machine, write_result
 from history import timed
+from job_throughput import empty_stack
 
-from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
-from pagestream.stack.stack import LocalStack
+from pagestream.stack.paths import REPO_ROOT
 
 BENCH_STATE = REPO_ROOT / ".pagestream" / "bench" / "rollup-key-order"
 VALUES_PER_HOUR = {
@@ -60,10 +60,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     at_start = machine()
-    if BENCH_STATE.exists():
-        LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
-        shutil.rmtree(BENCH_STATE)
-    stack = LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state"))
+    _, stack = empty_stack(BENCH_STATE)
     results: dict[str, Any] = {"parameters": vars(args), "rows": 0, "reads_ms": {}}
     try:
         conn = psycopg2.connect(stack.start("postgres").dsn())

@@ -26,9 +26,9 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import machine, write_result
 from history import timed
+from job_throughput import empty_stack
 
-from pagestream.stack.paths import REPO_ROOT, StackPaths, default_cache_dir
-from pagestream.stack.stack import LocalStack
+from pagestream.stack.paths import REPO_ROOT
 from pagestream_spark.migrate import migrate
 
 BENCH_STATE = REPO_ROOT / ".pagestream" / "bench" / "visitor-bitmaps"
@@ -53,10 +53,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     at_start = machine()
-    if BENCH_STATE.exists():
-        LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state")).down()
-        shutil.rmtree(BENCH_STATE)
-    stack = LocalStack(StackPaths(default_cache_dir(), BENCH_STATE / "state"))
+    _, stack = empty_stack(BENCH_STATE)
     results: dict[str, Any] = {"parameters": vars(args)}
     try:
         postgres = stack.start("postgres")
@@ -105,6 +102,7 @@ def main() -> int:
         conn.close()
     finally:
         stack.down()
+        shutil.rmtree(BENCH_STATE, ignore_errors=True)
     print(results, flush=True)
     print("written", write_result("visitor_bitmaps", results, at_start))
     return 0
